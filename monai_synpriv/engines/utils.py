@@ -1,0 +1,54 @@
+"""Small helpers shared by the trainers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import nn
+
+from monai.handlers import from_engine
+from monai.utils import optional_import
+
+Average, _ = optional_import("ignite.metrics", name="Average")
+
+__all__ = ["requires_grad", "to_plain_tensor", "autocast_context", "make_grad_scaler", "attach_loss_averages"]
+
+
+def requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    """Switch gradients of every parameter of ``nets`` on or off."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def to_plain_tensor(x: torch.Tensor, device: torch.device, non_blocking: bool = False) -> torch.Tensor:
+    """Move a batch tensor to ``device`` as a plain ``torch.Tensor`` (no MetaTensor overhead in the hot loop)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a tensor in the batch, got {type(x).__name__}.")
+    if hasattr(x, "as_tensor"):
+        x = x.as_tensor()
+    return x.to(device=device, non_blocking=non_blocking)
+
+
+def autocast_context(enabled: bool, amp_kwargs: dict | None = None):
+    """``torch.autocast('cuda')`` when ``enabled``, else a no-op context."""
+    if enabled:
+        return torch.autocast("cuda", **(amp_kwargs or {}))
+    return contextlib.nullcontext()
+
+
+def make_grad_scaler(enabled: bool) -> torch.amp.GradScaler | None:
+    """A CUDA gradient scaler for AMP, or None."""
+    return torch.amp.GradScaler("cuda") if enabled else None
+
+
+def attach_loss_averages(engine, names: Sequence[str], prefix: str = "epoch_") -> None:
+    """Average each scalar output ``name`` over the epoch into ``engine.state.metrics[prefix + name]``.
+
+    Attached at construction time, so the averages are in ``state.metrics`` before any later handler (stats,
+    MLflow) reads them at ``EPOCH_COMPLETED``.
+    """
+    for name in names:
+        Average(output_transform=from_engine([name], first=True)).attach(engine, f"{prefix}{name}")

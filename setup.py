@@ -1,0 +1,52 @@
+"""monai_synpriv: synthetic privileged information and friends, as MONAI components and bundles."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+version = {}
+exec((HERE / "monai_synpriv" / "_version.py").read_text(), version)
+
+setup(
+    name="monai_synpriv",
+    version=version["__version__"],
+    description=(
+        "MONAI components and bundles for synthetic privileged information: unpaired translation, "
+        "multimodal self-supervised learning, EXAMINE and contrastive autoencoder clustering."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["monai_synpriv", "monai_synpriv.*"]),
+    include_package_data=True,
+    package_data={"monai_synpriv": ["resources/*.json"]},
+    # Ranges, never a build: GPU users keep their own CUDA torch (see docs/installation.md).
+    install_requires=[
+        "torch>=2.8",
+        "monai[fire,ignite,nibabel,jsonschema]>=1.6.1",
+        "pytorch-ignite>=0.5",
+        "nibabel>=5",
+        "itk-io>=5.3",
+        "pydicom>=2.4",
+        "mlflow>=3.15",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "scikit-learn>=1.3",
+        "pillow>=10",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "pandas>=2",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+        "itk": ["itk>=5.3"],
+    },
+    entry_points={"console_scripts": ["monai-synpriv=monai_synpriv.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+    ],
+)
