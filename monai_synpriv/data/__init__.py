@@ -1,0 +1,34 @@
+"""Datalists, public-set readers, input checks and unpaired sampling."""
+
+from .checks import InputDataError, check_images, check_translation_inputs
+from .datalist import IMAGE_SUFFIXES, folder_to_datalist, load_datalist_section, load_image_list, write_datalist
+from .multicontrast import (
+    CONTRASTS,
+    list_subjects,
+    multicontrast_volume_datalist,
+    prepare_multicontrast_slices,
+    split_subjects,
+)
+from .slices import foreground_fraction, load_normalized_volume, save_slice, select_slices
+from .unpaired import UnpairedDataset
+
+__all__ = [
+    "CONTRASTS",
+    "IMAGE_SUFFIXES",
+    "InputDataError",
+    "UnpairedDataset",
+    "check_images",
+    "check_translation_inputs",
+    "folder_to_datalist",
+    "foreground_fraction",
+    "list_subjects",
+    "load_datalist_section",
+    "load_image_list",
+    "load_normalized_volume",
+    "multicontrast_volume_datalist",
+    "prepare_multicontrast_slices",
+    "save_slice",
+    "select_slices",
+    "split_subjects",
+    "write_datalist",
+]

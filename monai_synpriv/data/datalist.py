@@ -1,0 +1,105 @@
+"""Datalists: lists of dicts of file paths, from a folder or a MONAI/Decathlon-style datalist JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..utils.io import write_json_atomic
+
+__all__ = ["IMAGE_SUFFIXES", "load_image_list", "load_datalist_section", "write_datalist", "folder_to_datalist"]
+
+#: file name endings read as images (NIfTI, DICOM, PNG/JPEG, MetaImage, NRRD)
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".mha", ".mhd", ".nrrd", ".tif", ".tiff")
+
+
+def _is_image(p: Path) -> bool:
+    name = p.name.lower()
+    return p.is_file() and not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
+
+
+def folder_to_datalist(folder: str | os.PathLike, key: str = "image", recursive: bool = True) -> list[dict]:
+    """Every image file under ``folder`` (sorted), as ``[{key: path}, ...]``."""
+    folder = Path(folder)
+    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if _is_image(p))
+    return [{key: str(p)} for p in files]
+
+
+def load_datalist_section(path: str | os.PathLike, section: str = "training", base_dir: str | None = None) -> list:
+    """Read ``section`` of a datalist JSON. Relative paths in string values are resolved against ``base_dir``
+    (default: the JSON's folder), as MONAI's ``load_decathlon_datalist`` does."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"datalist {path} is not valid JSON: {e}") from e
+    if section not in data:
+        raise KeyError(f"datalist {path} has no section {section!r}; sections: {sorted(data)}.")
+    items = data[section]
+    if not isinstance(items, list):
+        raise ValueError(f"datalist {path}: section {section!r} must be a list, got {type(items).__name__}.")
+    base = Path(base_dir) if base_dir is not None else path.parent
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = {"image": item}
+        if not isinstance(item, dict):
+            raise ValueError(f"datalist {path}: {section}[{i}] must be a dict or a path, got {item!r}.")
+        out.append({k: _resolve(v, base) for k, v in item.items()})
+    return out
+
+
+def _resolve(value: Any, base: Path) -> Any:
+    if isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES) and not os.path.isabs(value):
+        return str(base / value)
+    return value
+
+
+def load_image_list(
+    source: str | os.PathLike | list,
+    key: str = "image",
+    section: str = "training",
+    source_key: str = "image",
+    base_dir: str | None = None,
+) -> list[dict]:
+    """
+    One domain's images as ``[{key: path, ...}, ...]`` from any of:
+
+    - a folder (every NIfTI/DICOM/PNG/JPEG/... file below it, sorted);
+    - a datalist JSON (``section`` of it; each entry's ``source_key`` becomes ``key``, other fields are kept);
+    - an already loaded list of dicts or paths.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        ValueError: nothing found (an empty datalist is an error, not an empty training run).
+    """
+    if isinstance(source, (list, tuple)):
+        items = [{"image": s} if isinstance(s, str) else dict(s) for s in source]
+        origin = "the given list"
+    else:
+        p = Path(source)
+        if not p.exists():
+            raise FileNotFoundError(f"datalist source {p} does not exist (a folder of images or a datalist JSON).")
+        if p.is_dir():
+            items = folder_to_datalist(p, key="image")
+            origin = f"folder {p}"
+        else:
+            items = load_datalist_section(p, section, base_dir)
+            origin = f"datalist {p} section {section!r}"
+    out = []
+    for i, item in enumerate(items):
+        if source_key not in item:
+            raise KeyError(f"{origin}: entry {i} has no key {source_key!r} (keys: {sorted(item)}).")
+        new = {k: v for k, v in item.items() if k != source_key}
+        new[key] = item[source_key]
+        out.append(new)
+    if not out:
+        raise ValueError(f"{origin} holds no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
+    return out
+
+
+def write_datalist(path: str | os.PathLike, sections: dict[str, Any]) -> str:
+    """Write a datalist JSON atomically (sections such as ``training``, ``validation``, plus any metadata)."""
+    return write_json_atomic(path, sections)

@@ -1,0 +1,150 @@
+"""The public multi-contrast brain MRI set (BraTS 2023 / TCGA-LGG, 4 subjects x {t1n, t1c, t2w, t2f}).
+
+Layout: ``<dataset_dir>/<subject>/{t1n,t1c,t2w,t2f}.nii.gz``, voxel-aligned within a subject. See ``docs/data.md``
+for where it comes from. These helpers build *subject-split* datalists for translation between two contrasts:
+training subjects give unpaired A and B lists, held-out subjects give aligned (A, B) pairs for scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .datalist import write_datalist
+from .slices import load_normalized_volume, save_slice, select_slices
+
+__all__ = ["CONTRASTS", "list_subjects", "split_subjects", "multicontrast_volume_datalist",
+           "prepare_multicontrast_slices"]
+
+CONTRASTS = ("t1n", "t1c", "t2w", "t2f")
+
+
+def list_subjects(dataset_dir: str | os.PathLike, contrasts: tuple[str, ...] = CONTRASTS) -> list[str]:
+    """Subjects (sorted folder names) that have every one of ``contrasts``.
+
+    Raises:
+        FileNotFoundError: the folder is missing or holds no complete subject.
+    """
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"multi-contrast MRI folder {root} not found; expected <subject>/{{{','.join(contrasts)}}}.nii.gz "
+            "(see docs/data.md), or set dataset_dir in the config."
+        )
+    subjects = sorted(
+        d.name for d in root.iterdir() if d.is_dir() and all((d / f"{c}.nii.gz").is_file() for c in contrasts)
+    )
+    if not subjects:
+        raise FileNotFoundError(f"{root} holds no subject folder with all of {contrasts} as <contrast>.nii.gz.")
+    return subjects
+
+
+def split_subjects(subjects: list[str], heldout: list[str] | None = None, n_heldout: int = 1):
+    """Split by subject: ``heldout`` names them, else the last ``n_heldout`` in sorted order are held out."""
+    if heldout:
+        unknown = sorted(set(heldout) - set(subjects))
+        if unknown:
+            raise ValueError(f"held-out subject(s) {unknown} not in the dataset (subjects: {subjects}).")
+        train = [s for s in subjects if s not in heldout]
+        test = [s for s in subjects if s in heldout]
+    else:
+        if not 0 < n_heldout < len(subjects):
+            raise ValueError(f"n_heldout must be between 1 and {len(subjects) - 1}, got {n_heldout}.")
+        train, test = subjects[:-n_heldout], subjects[-n_heldout:]
+    if not train:
+        raise ValueError("no training subject left after holding out: hold out fewer subjects.")
+    return train, test
+
+
+def multicontrast_volume_datalist(
+    dataset_dir: str | os.PathLike,
+    contrast_a: str = "t1c",
+    contrast_b: str = "t2f",
+    heldout: list[str] | None = None,
+    n_heldout: int = 1,
+    key_a: str = "A",
+    key_b: str = "B",
+) -> dict[str, list[dict]]:
+    """Volume-level datalist (3D translation): ``training_a``/``training_b`` from the training subjects (used
+    unpaired), ``validation`` = aligned pairs of the held-out subjects."""
+    for c in (contrast_a, contrast_b):
+        if c not in CONTRASTS:
+            raise ValueError(f"unknown contrast {c!r}; choose from {CONTRASTS}.")
+    root = Path(dataset_dir)
+    train, test = split_subjects(list_subjects(root, (contrast_a, contrast_b)), heldout, n_heldout)
+
+    def path(s: str, c: str) -> str:
+        return str(root / s / f"{c}.nii.gz")
+
+    return {
+        "training_a": [{key_a: path(s, contrast_a), "subject": s} for s in train],
+        "training_b": [{key_b: path(s, contrast_b), "subject": s} for s in train],
+        "validation": [{key_a: path(s, contrast_a), key_b: path(s, contrast_b), "subject": s} for s in test],
+    }
+
+
+def prepare_multicontrast_slices(
+    dataset_dir: str | os.PathLike,
+    cache_dir: str | os.PathLike,
+    contrast_a: str = "t1c",
+    contrast_b: str = "t2f",
+    heldout: list[str] | None = None,
+    n_heldout: int = 1,
+    axis: int = 2,
+    min_foreground: float = 0.1,
+    key_a: str = "A",
+    key_b: str = "B",
+) -> str:
+    """
+    Build the 2D translation datalist from the multi-contrast volumes and return its path.
+
+    Every volume is reoriented to RAS, clipped at 0 and normalised per volume (foreground 0.5-99.5 percentiles to
+    [0, 1]); axial slices (``axis=2``) where both contrasts have at least ``min_foreground`` brain are written as 2D
+    NIfTI under ``cache_dir``. The datalist has ``training_a`` and ``training_b`` (training subjects, used unpaired),
+    ``validation`` (aligned pairs of the held-out subjects, never seen in training) and ``params``; paths are relative
+    to the JSON (read it with :func:`load_image_list` / :func:`load_datalist_section`). A second call with the same
+    parameters reuses the cache.
+    """
+    cache = Path(cache_dir)
+    out_json = cache / f"translation_{contrast_a}_to_{contrast_b}_axis{axis}.json"
+    root = Path(dataset_dir)
+    subjects = list_subjects(root, (contrast_a, contrast_b))
+    train, test = split_subjects(subjects, heldout, n_heldout)
+    params = {
+        "dataset_dir": str(root.resolve()),
+        "contrast_a": contrast_a,
+        "contrast_b": contrast_b,
+        "train_subjects": train,
+        "heldout_subjects": test,
+        "axis": axis,
+        "min_foreground": min_foreground,
+        "key_a": key_a,
+        "key_b": key_b,
+        "normalisation": "RAS; clip<0; foreground percentiles 0.5-99.5 -> [0,1] per volume",
+    }
+    if out_json.is_file():
+        try:
+            if json.loads(out_json.read_text())["params"] == params:
+                return str(out_json)
+        except (KeyError, ValueError, TypeError):
+            pass  # stale or foreign file: rebuild
+    sections: dict = {"training_a": [], "training_b": [], "validation": [], "params": params}
+    for subject in tqdm(subjects, desc="slicing volumes"):
+        vol_a = load_normalized_volume(root / subject / f"{contrast_a}.nii.gz")
+        vol_b = load_normalized_volume(root / subject / f"{contrast_b}.nii.gz")
+        if vol_a.shape != vol_b.shape:
+            raise ValueError(f"subject {subject}: {contrast_a} {tuple(vol_a.shape)} and {contrast_b} "
+                             f"{tuple(vol_b.shape)} are not voxel-aligned.")
+        for idx in select_slices([vol_a, vol_b], axis=axis, min_foreground=min_foreground):
+            pa = save_slice(vol_a, idx, cache / subject / contrast_a / f"{subject}_{contrast_a}_{idx:03d}.nii.gz", axis)
+            pb = save_slice(vol_b, idx, cache / subject / contrast_b / f"{subject}_{contrast_b}_{idx:03d}.nii.gz", axis)
+            pa, pb = os.path.relpath(pa, cache), os.path.relpath(pb, cache)  # portable: relative to the JSON
+            if subject in train:
+                sections["training_a"].append({key_a: pa, "subject": subject, "slice": idx})
+                sections["training_b"].append({key_b: pb, "subject": subject, "slice": idx})
+            else:
+                sections["validation"].append({key_a: pa, key_b: pb, "subject": subject, "slice": idx})
+    return write_datalist(out_json, sections)
