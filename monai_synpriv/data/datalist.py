@@ -63,6 +63,7 @@ def load_image_list(
     section: str = "training",
     source_key: str = "image",
     base_dir: str | None = None,
+    max_items: int | None = None,
 ) -> list[dict]:
     """
     One domain's images as ``[{key: path, ...}, ...]`` from any of:
@@ -71,19 +72,21 @@ def load_image_list(
     - a datalist JSON (``section`` of it; each entry's ``source_key`` becomes ``key``, other fields are kept);
     - an already loaded list of dicts or paths.
 
+    ``max_items`` keeps that many entries, evenly spaced over the list (deterministic; for quick runs and tests).
+
     Raises:
         FileNotFoundError: ``source`` does not exist.
         ValueError: nothing found (an empty datalist is an error, not an empty training run).
     """
     if isinstance(source, (list, tuple)):
-        items = [{"image": s} if isinstance(s, str) else dict(s) for s in source]
+        items = [{source_key: s} if isinstance(s, str) else dict(s) for s in source]
         origin = "the given list"
     else:
         p = Path(source)
         if not p.exists():
             raise FileNotFoundError(f"datalist source {p} does not exist (a folder of images or a datalist JSON).")
         if p.is_dir():
-            items = folder_to_datalist(p, key="image")
+            items = folder_to_datalist(p, key=source_key)
             origin = f"folder {p}"
         else:
             items = load_datalist_section(p, section, base_dir)
@@ -97,6 +100,9 @@ def load_image_list(
         out.append(new)
     if not out:
         raise ValueError(f"{origin} holds no images (looked for {', '.join(IMAGE_SUFFIXES)}).")
+    if max_items is not None and 0 < max_items < len(out):
+        step = len(out) / max_items
+        out = [out[int(i * step)] for i in range(max_items)]
     return out
 
 

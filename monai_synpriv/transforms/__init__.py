@@ -1,5 +1,13 @@
 """Array transforms and their dictionary wrappers (``...d``)."""
 
-from .intensity import ForegroundPercentileNormalize, ForegroundPercentileNormalized
+from .intensity import ForegroundPercentileNormalize, ForegroundPercentileNormalized, IntensityMatch, IntensityMatchd
+from .io import SaveToPathd, write_image
 
-__all__ = ["ForegroundPercentileNormalize", "ForegroundPercentileNormalized"]
+__all__ = [
+    "ForegroundPercentileNormalize",
+    "ForegroundPercentileNormalized",
+    "IntensityMatch",
+    "IntensityMatchd",
+    "SaveToPathd",
+    "write_image",
+]

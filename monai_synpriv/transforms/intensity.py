@@ -12,8 +12,7 @@ from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
-__all__ = ["ForegroundPercentileNormalize", "ForegroundPercentileNormalized", "ForegroundPercentileNormalizeD",
-           "ForegroundPercentileNormalizeDict"]
+__all__ = ["ForegroundPercentileNormalize", "ForegroundPercentileNormalized", "IntensityMatch", "IntensityMatchd"]
 
 
 class ForegroundPercentileNormalize(Transform):
@@ -97,4 +96,54 @@ class ForegroundPercentileNormalized(MapTransform):
         return d
 
 
-ForegroundPercentileNormalizeD = ForegroundPercentileNormalizeDict = ForegroundPercentileNormalized
+
+class IntensityMatch(Transform):
+    """
+    Match an image's intensities to a reference image over the foreground (voxels above ``threshold`` in each):
+    ``"linear"`` matches mean and standard deviation, ``"histogram"`` maps quantiles onto quantiles. Background
+    stays at the reference's background value. Used as the trivial translation baseline ("the input itself,
+    intensity-matched to the target").
+    """
+
+    def __init__(self, method: str = "histogram", threshold: float = 0.0, n_quantiles: int = 256) -> None:
+        if method not in ("linear", "histogram"):
+            raise ValueError(f"method must be 'linear' or 'histogram', got {method!r}.")
+        self.method = method
+        self.threshold = threshold
+        self.n_quantiles = n_quantiles
+
+    def __call__(self, img: NdarrayOrTensor, reference: NdarrayOrTensor) -> torch.Tensor:
+        x = convert_to_tensor(img, track_meta=True, dtype=torch.float32)
+        ref = convert_to_tensor(reference, track_meta=False, dtype=torch.float32)
+        fx, fr = x > self.threshold, ref > self.threshold
+        out = torch.zeros_like(x)
+        if not fx.any() or not fr.any():
+            return out
+        src, tgt = x[fx], ref[fr]
+        if self.method == "linear":
+            std = src.std() if src.numel() > 1 else src.new_tensor(0.0)
+            scale = tgt.std() / std if std > 0 else src.new_tensor(0.0)
+            mapped = (src - src.mean()) * scale + tgt.mean()
+        else:
+            q = torch.linspace(0, 1, self.n_quantiles)
+            qs, qt = torch.quantile(src, q), torch.quantile(tgt, q)
+            mapped = torch.from_numpy(np.interp(src.numpy(), qs.numpy(), qt.numpy())).float()
+        out[fx] = mapped.to(out.dtype)
+        return out
+
+
+class IntensityMatchd(MapTransform):
+    """Dictionary wrapper of :class:`IntensityMatch`: ``data[output_key] = match(data[key], data[reference_key])``."""
+
+    def __init__(self, keys: KeysCollection, reference_key: str, output_key: str = "baseline",
+                 method: str = "histogram", threshold: float = 0.0) -> None:
+        super().__init__(keys)
+        self.reference_key = reference_key
+        self.output_key = output_key
+        self.matcher = IntensityMatch(method, threshold)
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[self.output_key] = self.matcher(d[key], d[self.reference_key])
+        return d

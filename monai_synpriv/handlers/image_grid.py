@@ -1,0 +1,85 @@
+"""``TranslationGridSaver``: a picture of what the translator is doing, every few epochs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from monai.utils import IgniteInfo, min_version, optional_import
+
+from ..visualize import save_image_grid
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine, Events
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+    Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+
+__all__ = ["TranslationGridSaver"]
+
+_TITLES = {"real_a": "A", "fake_b": "G(A)", "rec_a": "F(G(A))", "real_b": "B", "fake_a": "F(B)", "rec_b": "G(F(B))",
+           "image": "input", "pred": "synthetic", "label": "real", "baseline": "baseline"}
+
+
+class TranslationGridSaver:
+    """
+    Save a PNG grid of the last iteration's images at the end of every ``interval`` epochs (and at the end of an
+    evaluation run): one row per sample, one column per key of ``engine.state.output``. Writes
+    ``<output_dir>/<prefix>_epoch<N>.png`` and ``<output_dir>/<prefix>_latest.png`` atomically; 3D images show their
+    middle slice. Attach :class:`MLflowArtifactLogger` to log them to MLflow.
+
+    Args:
+        output_dir: folder of the PNGs.
+        keys: output keys to show, in column order (default: the CycleGAN cycle A -> B -> A and B -> A -> B).
+        max_samples: rows at most.
+        interval: every how many epochs.
+        prefix: file name prefix.
+        epoch_level: save at ``EPOCH_COMPLETED`` (trainers) or only at ``COMPLETED`` (evaluators).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        keys: Sequence[str] = ("real_a", "fake_b", "rec_a", "real_b", "fake_a", "rec_b"),
+        max_samples: int = 4,
+        interval: int = 1,
+        prefix: str = "translation",
+        epoch_level: bool = True,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.keys = list(keys)
+        self.max_samples = max_samples
+        self.interval = max(1, int(interval))
+        self.prefix = prefix
+        self.epoch_level = epoch_level
+        self.saved: list[str] = []
+
+    def attach(self, engine: Engine) -> None:
+        if self.epoch_level:
+            engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+        else:
+            engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        output = engine.state.output
+        if output is None:
+            return
+        samples = output if isinstance(output, list) else _decollate(output)
+        samples = [s for s in samples if all(k in s for k in self.keys)][: self.max_samples]
+        if not samples:
+            raise KeyError(f"TranslationGridSaver: engine output lacks some of the keys {self.keys}.")
+        rows = [[s[k] for k in self.keys] for s in samples]
+        titles = [_TITLES.get(k, k) for k in self.keys]
+        tag = f"epoch{engine.state.epoch:03d}" if self.epoch_level else "final"
+        path = save_image_grid(rows, self.output_dir / f"{self.prefix}_{tag}.png", column_titles=titles,
+                               title=f"{self.prefix}, epoch {engine.state.epoch}")
+        save_image_grid(rows, self.output_dir / f"{self.prefix}_latest.png", column_titles=titles,
+                        title=f"{self.prefix}, epoch {engine.state.epoch}")
+        self.saved.append(path)
+
+
+def _decollate(batch: dict) -> list[dict]:
+    n = next(len(v) for v in batch.values() if hasattr(v, "shape") and len(getattr(v, "shape", ())) > 0)
+    return [{k: v[i] for k, v in batch.items() if hasattr(v, "shape") and len(v.shape) > 0} for i in range(n)]

@@ -1,0 +1,94 @@
+"""``MLflowArtifactLogger``: pictures, metric files and parameters into the run of MONAI's ``MLFlowHandler``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from monai.handlers import MLFlowHandler
+from monai.utils import IgniteInfo, min_version, optional_import
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine, Events
+else:
+    Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
+    Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
+
+__all__ = ["MLflowArtifactLogger", "find_mlflow_handler"]
+
+logger = logging.getLogger(__name__)
+
+
+def find_mlflow_handler(engine: Engine) -> MLFlowHandler | None:
+    """The ``MLFlowHandler`` attached to ``engine`` (e.g. by ``monai.bundle run ... --tracking mlflow``), if any."""
+    for handlers in engine._event_handlers.values():
+        for handler, *_ in handlers:
+            owner = getattr(handler, "__self__", None)
+            if isinstance(owner, MLFlowHandler):
+                return owner
+    return None
+
+
+class MLflowArtifactLogger:
+    """
+    Log what a run writes to disk (PNG grids, metric JSON) and its hyper-parameters into the MLflow run that MONAI's
+    own ``MLFlowHandler`` opened on the same engine, so that ``--tracking mlflow`` captures the pictures too. Files
+    under ``artifact_dir`` are logged at the end of every epoch (new or changed ones only) and at completion; with no
+    ``MLFlowHandler`` attached it does nothing (the files stay on disk).
+
+    Attach it *before* the ``MLFlowHandler`` (bundle handlers come before the ones ``--tracking`` adds), so that
+    it logs before that handler closes the run.
+
+    Args:
+        artifact_dir: folder whose files are logged.
+        artifact_path: folder inside the run's artifacts.
+        params: hyper-parameters to log once (flat mapping; values are converted to strings).
+        tags: run tags to set once.
+    """
+
+    def __init__(
+        self,
+        artifact_dir: str | os.PathLike,
+        artifact_path: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.artifact_dir = Path(artifact_dir)
+        self.artifact_path = artifact_path
+        self.params = dict(params or {})
+        self.tags = dict(tags or {})
+        self._logged: dict[str, float] = {}
+        self._params_done = False
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        handler = find_mlflow_handler(engine)
+        if handler is None or handler.cur_run is None:
+            return
+        run_id = handler.cur_run.info.run_id
+        if not self._params_done:
+            from mlflow.entities import Param, RunTag
+
+            logged = handler.client.get_run(run_id).data.params
+            params = [Param(str(k), str(v)) for k, v in self.params.items() if str(k) not in logged]
+            tags = [RunTag(str(k), str(v)) for k, v in self.tags.items()]
+            handler.client.log_batch(run_id, metrics=[], params=params, tags=tags)
+            self._params_done = True
+        if not self.artifact_dir.is_dir():
+            return
+        for path in sorted(self.artifact_dir.rglob("*")):
+            if not path.is_file() or path.name.startswith("."):
+                continue
+            mtime = path.stat().st_mtime
+            if self._logged.get(str(path)) == mtime:
+                continue
+            rel_parent = path.parent.relative_to(self.artifact_dir)
+            sub = "/".join(p for p in (self.artifact_path, str(rel_parent) if str(rel_parent) != "." else None) if p)
+            handler.client.log_artifact(run_id, str(path), sub or None)
+            self._logged[str(path)] = mtime
