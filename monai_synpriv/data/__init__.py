@@ -1,7 +1,14 @@
 """Datalists, public-set readers, input checks and unpaired sampling."""
 
 from .checks import InputDataError, check_images, check_translation_inputs
-from .datalist import IMAGE_SUFFIXES, folder_to_datalist, load_datalist_section, load_image_list, write_datalist
+from .datalist import (
+    IMAGE_SUFFIXES,
+    folder_to_datalist,
+    load_datalist_section,
+    load_image_list,
+    pair_datalists,
+    write_datalist,
+)
 from .multicontrast import (
     CONTRASTS,
     list_subjects,
@@ -26,6 +33,7 @@ __all__ = [
     "load_image_list",
     "load_normalized_volume",
     "multicontrast_volume_datalist",
+    "pair_datalists",
     "prepare_multicontrast_slices",
     "save_slice",
     "select_slices",

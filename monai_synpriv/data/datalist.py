@@ -9,7 +9,7 @@ from typing import Any
 
 from ..utils.io import write_json_atomic
 
-__all__ = ["IMAGE_SUFFIXES", "load_image_list", "load_datalist_section", "write_datalist", "folder_to_datalist"]
+__all__ = ["IMAGE_SUFFIXES", "folder_to_datalist", "load_datalist_section", "load_image_list", "pair_datalists", "write_datalist"]
 
 #: file name endings read as images (NIfTI, DICOM, PNG/JPEG, MetaImage, NRRD)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".mha", ".mhd", ".nrrd", ".tif", ".tiff")
@@ -109,3 +109,20 @@ def load_image_list(
 def write_datalist(path: str | os.PathLike, sections: dict[str, Any]) -> str:
     """Write a datalist JSON atomically (sections such as ``training``, ``validation``, plus any metadata)."""
     return write_json_atomic(path, sections)
+
+
+def pair_datalists(items_a: list[dict], items_b: list[dict], on: tuple[str, ...] | list[str] = ("subject", "slice")):
+    """Join two domains' lists into aligned pairs on the fields ``on`` (e.g. subject and slice index), for paired
+    (pix2pix) training on co-registered data. Entries without a partner are dropped; no pair is an error."""
+    on = tuple(on)
+    index = {tuple(b.get(k) for k in on): b for b in items_b}
+    pairs = []
+    for a in items_a:
+        b = index.get(tuple(a.get(k) for k in on))
+        if b is not None:
+            merged = dict(a)
+            merged.update({k: v for k, v in b.items() if k not in on})
+            pairs.append(merged)
+    if not pairs:
+        raise ValueError(f"no entries of the two datalists match on {on}: they are not paired data.")
+    return pairs

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 from torch.utils.data import Dataset
 
 from monai.transforms import Randomizable
@@ -49,9 +51,14 @@ class UnpairedDataset(Randomizable, Dataset):
 
     @staticmethod
     def _merge(a: dict, b: dict) -> dict:
-        clash = (set(a) & set(b)) - {"subject", "slice"}
-        if clash:
-            raise KeyError(f"UnpairedDataset: both domains use the key(s) {sorted(clash)}; key them 'A' and 'B'.")
+        """Union of the two dicts; a non-image field present in both (subject, slice, crop coordinates...) is kept
+        from A and B's copy is stored as ``<field>_b``. Two *images* under one key are an error."""
         out = dict(a)
-        out.update({k: v for k, v in b.items() if k not in ("subject", "slice")})
+        for k, v in b.items():
+            if k not in out:
+                out[k] = v
+            elif isinstance(v, torch.Tensor) and v.ndim > 1 and isinstance(out[k], torch.Tensor) and out[k].ndim > 1:
+                raise KeyError(f"UnpairedDataset: both domains hold an image under {k!r}; key them 'A' and 'B'.")
+            else:
+                out[f"{k}_b"] = v
         return out

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json_atomic"]
+__all__ = ["atomic_path", "require_file", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -37,4 +37,11 @@ def write_json_atomic(path: str | os.PathLike, data: Any, indent: int = 2) -> st
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=indent, default=str)
             f.write("\n")
+    return str(path)
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> str:
+    """Return ``path`` if it is a file, else raise ``FileNotFoundError`` naming ``what`` and the path."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
     return str(path)
