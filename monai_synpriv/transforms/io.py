@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
 from monai.config import KeysCollection
-from monai.data.image_writer import NibabelWriter, PILWriter
+from monai.data.image_writer import PILWriter
 from monai.transforms import MapTransform
 
 from ..utils.io import atomic_path
@@ -19,24 +20,40 @@ __all__ = ["SaveToPathd", "write_image"]
 _PIL_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+def _ras_affine(meta: Mapping, spatial_rank: int) -> np.ndarray:
+    """The image's affine as a 4x4 RAS matrix (MONAI keeps ITK-read images in LPS; NIfTI files are RAS)."""
+    affine = meta.get("affine")
+    affine = np.eye(4) if affine is None else np.asarray(torch.as_tensor(affine).cpu(), dtype=np.float64)
+    if affine.shape != (4, 4):  # a 2D affine (3x3): embed it
+        full = np.eye(4)
+        r = affine.shape[0] - 1
+        full[:r, :r], full[:r, 3] = affine[:r, :r], affine[:r, r]
+        affine = full
+    if str(meta.get("space", "RAS")).upper() == "LPS":
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    return affine
+
+
 def write_image(img: torch.Tensor, path: str, meta: Mapping | None = None) -> str:
-    """Write a channel-first image atomically: NIfTI (``.nii``/``.nii.gz``, float32, keeping ``meta['affine']``,
-    no resampling) or an 8-bit picture (``.png``/``.jpg``..., values in [0, 1] scaled to 0-255)."""
+    """Write a channel-first image atomically, as it is (no resampling): NIfTI (``.nii``/``.nii.gz``, float32,
+    with ``meta['affine']``) or an 8-bit picture (``.png``/``.jpg``..., values in [0, 1] scaled to 0-255)."""
     name = path.lower()
     meta = dict(meta or getattr(img, "meta", {}) or {})
     data = img.detach().cpu() if isinstance(img, torch.Tensor) else torch.as_tensor(np.asarray(img))
+    data = data.as_tensor() if hasattr(data, "as_tensor") else data
     if name.endswith(_PIL_EXT):
         writer = PILWriter(output_dtype=np.uint8, scale=255)
         writer.set_data_array(data, channel_dim=0)
-        writer.set_metadata(meta, resample=False)
+        writer.set_metadata({"spatial_shape": tuple(data.shape[1:])}, resample=False)
+        with atomic_path(path) as tmp:
+            writer.write(tmp)
     elif name.endswith((".nii", ".nii.gz")):
-        writer = NibabelWriter(output_dtype=np.float32)
-        writer.set_data_array(data, channel_dim=0)
-        writer.set_metadata(meta, resample=False)
+        arr = data.numpy().astype(np.float32)
+        arr = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)  # channels last, as NIfTI expects
+        with atomic_path(path) as tmp:
+            nib.save(nib.Nifti1Image(arr, _ras_affine(meta, data.ndim - 1)), tmp)
     else:
         raise ValueError(f"unsupported output format for {path}: use .nii.gz, .nii or .png.")
-    with atomic_path(path) as tmp:
-        writer.write(tmp)
     return path
 
 

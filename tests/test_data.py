@@ -1,0 +1,117 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from monai_synpriv.data import (
+    InputDataError,
+    UnpairedDataset,
+    check_translation_inputs,
+    list_subjects,
+    load_image_list,
+    multicontrast_volume_datalist,
+    pair_datalists,
+)
+
+
+def _nifti(path, arr, affine=None):
+    nib.save(nib.Nifti1Image(np.asarray(arr, dtype=np.float32), np.eye(4) if affine is None else affine), str(path))
+    return str(path)
+
+
+def test_load_image_list_from_folder_json_and_errors(tmp_path):
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    _nifti(tmp_path / "a" / "x1.nii.gz", np.random.rand(8, 8))
+    _nifti(tmp_path / "a" / "sub" / "x2.nii.gz", np.random.rand(8, 8))
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    items = load_image_list(tmp_path / "a", key="A")
+    assert [i["A"] for i in items] == sorted([str(tmp_path / "a" / "x1.nii.gz"), str(tmp_path / "a" / "sub" / "x2.nii.gz")])
+    dl = tmp_path / "list.json"
+    dl.write_text(json.dumps({"training": [{"image": "a/x1.nii.gz", "label": 3}]}))
+    items = load_image_list(dl, key="A")
+    assert items == [{"A": str(tmp_path / "a" / "x1.nii.gz"), "label": 3}]
+    with pytest.raises(FileNotFoundError, match="does_not_exist"):
+        load_image_list(tmp_path / "does_not_exist")
+    with pytest.raises(KeyError, match="validation"):
+        load_image_list(dl, section="validation")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        load_image_list(tmp_path / "empty")
+    assert len(load_image_list([f"p{i}.png" for i in range(10)], max_items=3)) == 3
+
+
+def test_check_translation_inputs_reports_the_file_at_fault(tmp_path):
+    good = [{"A": _nifti(tmp_path / f"a{i}.nii.gz", np.random.rand(8, 8))} for i in range(2)]
+    good_b = [{"B": _nifti(tmp_path / f"b{i}.nii.gz", np.random.rand(8, 8))} for i in range(2)]
+    assert check_translation_inputs(good, good_b, spatial_dims=2, channels_a=1, channels_b=1) == (good, good_b)
+
+    with pytest.raises(InputDataError, match="empty"):
+        check_translation_inputs([], good_b)
+    with pytest.raises(InputDataError, match=r"file not found: .*missing.nii.gz"):
+        check_translation_inputs(good + [{"A": str(tmp_path / "missing.nii.gz")}], good_b)
+    nan = np.random.rand(8, 8)
+    nan[0, 0] = np.nan
+    with pytest.raises(InputDataError, match=r"nan.nii.gz contains NaN"):
+        check_translation_inputs([{"A": _nifti(tmp_path / "nan.nii.gz", nan)}], good_b)
+    with pytest.raises(InputDataError, match=r"flat.nii.gz is constant"):
+        check_translation_inputs(good, [{"B": _nifti(tmp_path / "flat.nii.gz", np.full((8, 8), 7.0))}])
+    rgb = tmp_path / "rgb.png"
+    Image.fromarray((np.random.rand(8, 8, 3) * 255).astype(np.uint8)).save(rgb)
+    with pytest.raises(InputDataError, match=r"rgb.png has 3 channel"):
+        check_translation_inputs([{"A": str(rgb)}], good_b, channels_a=1)
+    vol = [{"B": _nifti(tmp_path / "vol.nii.gz", np.random.rand(8, 8, 8))}]
+    with pytest.raises(InputDataError, match=r"2D but domain B .* 3D"):
+        check_translation_inputs(good, vol)
+
+
+def test_multicontrast_slices_split_by_subject(slice_datalist, multicontrast_dir):
+    data = json.loads(slice_datalist.read_text())
+    params = data["params"]
+    assert len(params["heldout_subjects"]) == 1
+    train_subjects = {i["subject"] for i in data["training_a"]} | {i["subject"] for i in data["training_b"]}
+    val_subjects = {i["subject"] for i in data["validation"]}
+    assert train_subjects == set(params["train_subjects"]) and len(train_subjects) == 3
+    assert not train_subjects & val_subjects, "a held-out subject leaked into training"
+    assert len(data["training_a"]) > 200 and len(data["validation"]) > 50
+    a = load_image_list(slice_datalist, key="A", section="training_a", source_key="A")
+    img = nib.load(a[0]["A"])
+    arr = img.get_fdata()
+    assert arr.ndim == 2 and arr.min() >= 0 and arr.max() <= 1 and (arr > 0).mean() >= 0.1
+    # every subject comes out in one orientation (BraTS-MET is stored RAS, the others LPS)
+    codes = {nib.aff2axcodes(nib.load(load_image_list(slice_datalist, key="A", section="training_a",
+                                                        source_key="A")[i]["A"]).affine) for i in (0, -1)}
+    assert codes == {("R", "A", "S")}
+
+
+def test_prepared_slices_reuse_cache(slice_datalist, multicontrast_dir):
+    from monai_synpriv.data import prepare_multicontrast_slices
+
+    before = slice_datalist.stat().st_mtime_ns
+    assert prepare_multicontrast_slices(multicontrast_dir, slice_datalist.parent) == str(slice_datalist)
+    assert slice_datalist.stat().st_mtime_ns == before
+
+
+def test_volume_datalist_and_pairing(multicontrast_dir):
+    subjects = list_subjects(multicontrast_dir)
+    assert len(subjects) == 4
+    dl = multicontrast_volume_datalist(multicontrast_dir, heldout=[subjects[0]])
+    assert [i["subject"] for i in dl["validation"]] == [subjects[0]]
+    assert subjects[0] not in {i["subject"] for i in dl["training_a"]}
+    with pytest.raises(ValueError, match="not in the dataset"):
+        multicontrast_volume_datalist(multicontrast_dir, heldout=["nobody"])
+    pairs = pair_datalists(dl["training_a"], dl["training_b"], on=["subject"])
+    assert all(p["A"].endswith("t1c.nii.gz") and p["B"].endswith("t2f.nii.gz") for p in pairs)
+
+
+def test_unpaired_dataset_draws_b_at_random():
+    a = [{"A": i} for i in range(5)]
+    b = [{"B": 100 + i} for i in range(3)]
+    ds = UnpairedDataset(a, b, seed=1)
+    assert len(ds) == 5
+    draws = [ds[0]["B"] for _ in range(30)]
+    assert len(set(draws)) > 1, "B must not be tied to A's index"
+    assert ds[4]["A"] == 4
+    with pytest.raises(ValueError, match="empty"):
+        UnpairedDataset([], b)
