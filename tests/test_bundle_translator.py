@@ -1,0 +1,178 @@
+"""The translator bundle as users run it: ``python -m monai.bundle`` subprocesses on real MRI slices, with MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from conftest import BUNDLE, REPO
+
+TINY = ["--ngf", "4", "--num_res_blocks", "1", "--image_size", "[32,32]"]
+
+
+def bundle(*args: str, cwd: Path = BUNDLE, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bundle command failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def expr(path: Path) -> str:
+    """``--output_dir`` given as an expression, so that MONAI logs the executed config to MLflow."""
+    return f"$'{path}'"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, slice_datalist):
+    root = tmp_path_factory.mktemp("translator")
+    cache = slice_datalist.parent
+    bundle("run", "--config_file", "configs/train.json", "--bundle_root", str(BUNDLE), "--max_items", "16",
+           "--epochs_constant", "1", "--epochs_decay", "1", "--ndf", "4", *TINY, "--ckpt_dir", str(root / "models"),
+           "--output_dir", expr(root / "train"), "--cache_dir", str(cache), "--tracking", "mlflow")
+    return {"root": root, "cache": cache}
+
+
+def _client(db: Path):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("monai_experiment")
+    assert exp is not None, f"no MLflow experiment in {db}"
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_train_logs_to_mlflow(trained):
+    root = trained["root"]
+    assert (root / "models" / "model.pt").is_file() and (root / "models" / "model_ba.pt").is_file()
+    assert (root / "models" / "checkpoint_epoch=2.pt").is_file()
+    client, run = _client(root / "train" / "mlruns.db")
+    assert run.info.status == "FINISHED"
+    # 16 slices per domain, batch 4 -> 4 iterations x 2 epochs of per-iteration loss, epoch averages per epoch
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 8
+    for name in ("epoch_loss_g", "epoch_loss_d_a", "epoch_loss_cycle_a", "epoch_loss_identity_b"):
+        assert len(client.get_metric_history(run.info.run_id, name)) == 2, name
+    assert run.data.params["lambda_cycle"] == "10.0" and run.data.params["contrast_b"] == "t2f"
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert "images/translation_epoch002.png" in images
+    top = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert any(p.startswith("config_") and p.endswith(".json") for p in top), f"executed config not logged: {top}"
+
+
+def test_inference_writes_outputs_and_paired_datalist_then_skips(trained):
+    root, cache = trained["root"], trained["cache"]
+    args = ["run", "--config_file", "configs/inference.json", "--bundle_root", str(BUNDLE), *TINY, "--max_items", "6",
+            "--ckpt_dir", str(root / "models"), "--output_dir", expr(root / "infer"), "--cache_dir", str(cache),
+            "--translator_run_id", "abc123"]
+    bundle(*args)
+    paired = json.loads((root / "infer" / "synthetic" / "paired_datalist.json").read_text())
+    assert paired["translator"]["mlflow_run_id"] == "abc123" and paired["missing"] == 0
+    entries = paired["training"]
+    assert len(entries) == 6
+    for e in entries:
+        src, out = nib.load(e["image"]), nib.load(e["privileged"])
+        assert out.shape == src.shape  # back on the input's grid, not the 32 px network size
+        np.testing.assert_allclose(out.affine, src.affine)
+        data = out.get_fdata()
+        assert np.isfinite(data).all() and 0 <= data.min() and data.max() <= 1 and data.std() > 0
+    mtimes = {e["privileged"]: os.stat(e["privileged"]).st_mtime_ns for e in entries}
+    os.remove(entries[0]["privileged"])
+    bundle(*args)
+    for e in entries[1:]:
+        assert os.stat(e["privileged"]).st_mtime_ns == mtimes[e["privileged"]], "a finished output was rewritten"
+    assert os.path.exists(entries[0]["privileged"]), "the missing output was not redone"
+    leftovers = [p for p in (root / "infer" / "synthetic").rglob(".*")]
+    assert not leftovers, f"temporary files left: {leftovers}"
+
+
+def test_evaluate_scores_against_baselines_and_logs(trained):
+    root, cache = trained["root"], trained["cache"]
+    bundle("run", "--config_file", "['configs/inference.json','configs/evaluate.json']", "--bundle_root", str(BUNDLE),
+           *TINY, "--max_items", "8", "--ckpt_dir", str(root / "models"), "--output_dir", expr(root / "evaluate"),
+           "--cache_dir", str(cache), "--tracking", "mlflow")
+    result = json.loads((root / "evaluate" / "metrics" / "translation_metrics.json").read_text())
+    m = result["metrics"]
+    for name in ("ssim", "psnr", "mae", "baseline_hist_ssim", "baseline_linear_mae"):
+        assert np.isfinite(m[name]), name
+    assert 0 < m["baseline_hist_ssim"] <= 1 and m["baseline_hist_mae"] < 0.2
+    assert "ssim_vs_baseline_hist_ssim" in result["comparison"]
+    client, run = _client(root / "evaluate" / "mlruns.db")
+    assert run.data.metrics["ssim"] == pytest.approx(m["ssim"]), "the JSON and MLflow must hold the same numbers"
+    assert run.data.metrics["baseline_hist_psnr"] == pytest.approx(m["baseline_hist_psnr"])
+    assert "images/evaluation_final.png" in [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert "metrics/translation_metrics.json" in [a.path for a in client.list_artifacts(run.info.run_id, "metrics")]
+
+
+def test_bundle_verification_and_export(trained, tmp_path):
+    schema = tmp_path / "schema.json"
+    shutil.copy(REPO / "monai_synpriv" / "resources" / "meta_schema.json", schema)
+    out = bundle("verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(schema))
+    assert "metadata is verified with no error" in out.stdout + out.stderr
+    out = bundle("verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json", "--config_file",
+                 "configs/inference.json", "--bundle_root", str(BUNDLE))
+    assert "verified with no error" in out.stdout + out.stderr
+    ts = tmp_path / "model.ts"
+    bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file",
+           str(trained["root"] / "models" / "model.pt"), "--meta_file", "configs/metadata.json", "--config_file",
+           "configs/inference.json", "--bundle_root", str(BUNDLE), "--ngf", "4", "--num_res_blocks", "1")
+    from monai_synpriv.networks import CycleGANResNetGenerator
+
+    net = CycleGANResNetGenerator(2, 1, 1, channels=4, num_res_blocks=1).eval()
+    net.load_state_dict(torch.load(trained["root"] / "models" / "model.pt", weights_only=True))
+    x = torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(torch.jit.load(str(ts))(x), net(x))
+
+
+def test_bad_input_fails_before_training(tmp_path, trained):
+    folder_b = tmp_path / "b"
+    folder_b.mkdir()
+    for i in range(2):
+        nib.save(nib.Nifti1Image(np.random.rand(16, 16).astype(np.float32), np.eye(4)), str(folder_b / f"b{i}.nii.gz"))
+    bad = tmp_path / "a"
+    bad.mkdir()
+    arr = np.random.rand(16, 16).astype(np.float32)
+    arr[3, 3] = np.nan
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(bad / "broken_scan.nii.gz"))
+    common = ["run", "--config_file", "configs/train.json", "--bundle_root", str(BUNDLE), *TINY,
+              "--ckpt_dir", str(tmp_path / "models"), "--output_dir", expr(tmp_path / "out"),
+              "--cache_dir", str(trained["cache"]), "--datalist_b", str(folder_b)]
+    proc = bundle(*common, "--datalist_a", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "broken_scan.nii.gz contains NaN" in proc.stderr
+    assert "Epoch" not in proc.stdout + proc.stderr and not (tmp_path / "models").exists()
+    proc = bundle(*common, "--datalist_a", str(tmp_path / "no_such_folder"), check=False)
+    assert proc.returncode != 0 and "no_such_folder does not exist" in proc.stderr
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    nib.save(nib.Nifti1Image(np.random.rand(16, 16, 16).astype(np.float32), np.eye(4)), str(vol / "v.nii.gz"))
+    proc = bundle(*common, "--datalist_a", str(vol), check=False)
+    assert proc.returncode != 0 and "expected 2" in proc.stderr
+
+
+def test_3d_overlay_trains_and_translates_volumes(tmp_path, multicontrast_dir):
+    tiny3d = ["--ngf", "4", "--num_res_blocks", "1", "--patch_size", "[16,16,16]"]
+    bundle("run", "--config_file", "['configs/train.json','configs/train_3d.json']", "--bundle_root", str(BUNDLE),
+           *tiny3d, "--ndf", "4", "--num_layers_d", "2", "--epochs_constant", "1", "--epochs_decay", "0",
+           "--epoch_length", "2", "--ckpt_dir", str(tmp_path / "models"), "--output_dir", expr(tmp_path / "train"),
+           "--dataset_dir", str(multicontrast_dir))
+    bundle("run", "--config_file", "['configs/inference.json','configs/inference_3d.json']", "--bundle_root",
+           str(BUNDLE), *tiny3d, "--ckpt_dir", str(tmp_path / "models"), "--output_dir", expr(tmp_path / "infer"),
+           "--dataset_dir", str(multicontrast_dir))
+    paired = json.loads((tmp_path / "infer" / "synthetic" / "paired_datalist.json").read_text())
+    (entry,) = paired["training"]
+    src, out = nib.load(entry["image"]), nib.load(entry["privileged"])
+    assert out.shape == src.shape == (240, 240, 155)
+    np.testing.assert_allclose(out.affine, src.affine, atol=1e-4)
