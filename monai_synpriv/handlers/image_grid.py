@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from ..visualize import save_image_grid
@@ -25,8 +27,9 @@ _TITLES = {"real_a": "A", "fake_b": "G(A)", "rec_a": "F(G(A))", "real_b": "B", "
 
 class TranslationGridSaver:
     """
-    Save a PNG grid of the last iteration's images at the end of every ``interval`` epochs (and at the end of an
-    evaluation run): one row per sample, one column per key of ``engine.state.output``. Writes
+    Save a PNG grid at the end of every ``interval`` epochs (trainers: samples of the epoch's last iteration) or at
+    the end of a run (evaluators, ``epoch_level=False``: one sample from each of ``max_samples`` iterations spread over
+    the whole run): one row per sample, one column per key of ``engine.state.output``. Writes
     ``<output_dir>/<prefix>_epoch<N>.png`` and ``<output_dir>/<prefix>_latest.png`` atomically; 3D images show their
     middle slice. Attach :class:`MLflowArtifactLogger` to log them to MLflow.
 
@@ -55,19 +58,38 @@ class TranslationGridSaver:
         self.prefix = prefix
         self.epoch_level = epoch_level
         self.saved: list[str] = []
+        self._collected: list[tuple[int, dict]] = []
 
     def attach(self, engine: Engine) -> None:
         if self.epoch_level:
             engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
         else:
+            engine.add_event_handler(Events.STARTED, lambda e: self._collected.clear())
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
             engine.add_event_handler(Events.COMPLETED, self)
 
-    def __call__(self, engine: Engine) -> None:
-        output = engine.state.output
-        if output is None:
-            return
+    def _samples(self, output) -> list[dict]:
         samples = output if isinstance(output, list) else _decollate(output)
-        samples = [s for s in samples if all(k in s for k in self.keys)][: self.max_samples]
+        return [s for s in samples if isinstance(s, dict) and all(k in s for k in self.keys)]
+
+    def _collect(self, engine: Engine) -> None:
+        """Keep the first sample of each iteration (thinned to stay small), to show the whole run at the end."""
+        samples = self._samples(engine.state.output) if engine.state.output is not None else []
+        if samples:
+            keep = {k: samples[0][k].detach().cpu() if hasattr(samples[0][k], "detach") else samples[0][k]
+                    for k in self.keys}
+            self._collected.append((engine.state.iteration, keep))
+            if len(self._collected) > 8 * self.max_samples:
+                self._collected = self._collected[::2]
+
+    def __call__(self, engine: Engine) -> None:
+        if not self.epoch_level and self._collected:
+            idx = np.linspace(0, len(self._collected) - 1, min(self.max_samples, len(self._collected)))
+            samples = [self._collected[int(round(i))][1] for i in idx]
+        else:
+            if engine.state.output is None:
+                return
+            samples = self._samples(engine.state.output)[: self.max_samples]
         if not samples:
             raise KeyError(f"TranslationGridSaver: engine output lacks some of the keys {self.keys}.")
         rows = [[s[k] for k in self.keys] for s in samples]
