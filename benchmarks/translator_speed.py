@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import platform
 import statistics
 import time
@@ -37,13 +36,15 @@ CASES = [
 ]
 
 
-def measure(spatial_dims: int, size: int, batch: int, ngf: int, blocks: int, device: str, repeats: int,
-            amp: bool) -> dict:
+def measure(
+    spatial_dims: int, size: int, batch: int, ngf: int, blocks: int, device: str, repeats: int, amp: bool
+) -> dict:
     torch.manual_seed(0)
     shape = (batch, 1, *([size] * spatial_dims))
     data = [{"A": torch.rand(shape), "B": torch.rand(shape)}]
-    g_ab, g_ba = (CycleGANResNetGenerator(spatial_dims, 1, 1, channels=ngf, num_res_blocks=blocks).to(device)
-                  for _ in range(2))
+    g_ab, g_ba = (
+        CycleGANResNetGenerator(spatial_dims, 1, 1, channels=ngf, num_res_blocks=blocks).to(device) for _ in range(2)
+    )
     d_a, d_b = (PatchDiscriminator(spatial_dims, ngf, 1, num_layers_d=3, norm="INSTANCE").to(device) for _ in range(2))
     g_opt = torch.optim.Adam(itertools.chain(g_ab.parameters(), g_ba.parameters()), 2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), 2e-4, betas=(0.5, 0.999))
@@ -83,16 +84,28 @@ def main() -> None:
             continue
         r = measure(dims, size, batch, ngf, blocks, args.device, args.repeats, args.amp)
         rows.append({"case": name, **r})
-        print(f"{name}: {r['images_per_second']:.2f} images/s ({r['seconds_per_iteration']:.3f} s/iteration)", flush=True)
-    env = {"device": args.device, "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpu": platform.processor() or platform.machine(), "amp": args.amp,
-           "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None}
+        print(
+            f"{name}: {r['images_per_second']:.2f} images/s ({r['seconds_per_iteration']:.3f} s/iteration)", flush=True
+        )
+    env = {
+        "device": args.device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "amp": args.amp,
+        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+    }
     table = ["| case | batch | s / iteration | images / s |", "|---|---|---|---|"]
-    table += [f"| {r['case']} | {r['batch']} | {r['seconds_per_iteration']:.3f} | {r['images_per_second']:.2f} |"
-              for r in rows]
-    md = f"CycleGAN training throughput on {env['device']} ({env['gpu'] or env['cpu']}, torch {env['torch']}, " \
-         f"{env['threads']} threads, AMP {env['amp']}); medians of {args.repeats} iterations after one warm-up.\n\n" \
-         + "\n".join(table) + "\n"
+    table += [
+        f"| {r['case']} | {r['batch']} | {r['seconds_per_iteration']:.3f} | {r['images_per_second']:.2f} |"
+        for r in rows
+    ]
+    md = (
+        f"CycleGAN training throughput on {env['device']} ({env['gpu'] or env['cpu']}, torch {env['torch']}, "
+        f"{env['threads']} threads, AMP {env['amp']}); medians of {args.repeats} iterations after one warm-up.\n\n"
+        + "\n".join(table)
+        + "\n"
+    )
     print("\n" + md)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

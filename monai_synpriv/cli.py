@@ -22,8 +22,10 @@ def translation_report(metrics_json: str | Path, title: str = "Translation quali
     meta = {k: data[k] for k in ("contrast_a", "contrast_b", "image_size", "section") if k in data}
     if meta:
         lines += [", ".join(f"{k}: {v}" for k, v in meta.items()), ""]
-    lines += ["| metric | translator | input, linear-matched | input, histogram-matched | translator better than both |",
-              "|---|---|---|---|---|"]
+    lines += [
+        "| metric | translator | input, linear-matched | input, histogram-matched | translator better than both |",
+        "|---|---|---|---|---|",
+    ]
     for label, key, better in _ROWS:
         t, lin, hist = m.get(key), m.get(f"baseline_linear_{key}"), m.get(f"baseline_hist_{key}")
         if t is None:

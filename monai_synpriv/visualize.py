@@ -44,8 +44,9 @@ def save_image_grid(
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows + (0.4 if title else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(2.2 * n_cols, 2.2 * n_rows + (0.4 if title else 0)), squeeze=False
+    )
     for r, row in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]

@@ -13,7 +13,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import BUNDLE, REPO
 
 TINY = ["--ngf", "4", "--num_res_blocks", "1", "--image_size", "[32,32]"]
@@ -22,10 +21,13 @@ TINY = ["--ngf", "4", "--num_res_blocks", "1", "--image_size", "[32,32]"]
 def bundle(*args: str, cwd: Path = BUNDLE, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"bundle command failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"bundle command failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 
@@ -38,9 +40,30 @@ def expr(path: Path) -> str:
 def trained(tmp_path_factory, slice_datalist):
     root = tmp_path_factory.mktemp("translator")
     cache = slice_datalist.parent
-    bundle("run", "--config_file", "configs/train.json", "--bundle_root", str(BUNDLE), "--max_items", "16",
-           "--epochs_constant", "1", "--epochs_decay", "1", "--ndf", "4", *TINY, "--ckpt_dir", str(root / "models"),
-           "--output_dir", expr(root / "train"), "--cache_dir", str(cache), "--tracking", "mlflow")
+    bundle(
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--bundle_root",
+        str(BUNDLE),
+        "--max_items",
+        "16",
+        "--epochs_constant",
+        "1",
+        "--epochs_decay",
+        "1",
+        "--ndf",
+        "4",
+        *TINY,
+        "--ckpt_dir",
+        str(root / "models"),
+        "--output_dir",
+        expr(root / "train"),
+        "--cache_dir",
+        str(cache),
+        "--tracking",
+        "mlflow",
+    )
     return {"root": root, "cache": cache}
 
 
@@ -74,9 +97,24 @@ def test_train_logs_to_mlflow(trained):
 
 def test_inference_writes_outputs_and_paired_datalist_then_skips(trained):
     root, cache = trained["root"], trained["cache"]
-    args = ["run", "--config_file", "configs/inference.json", "--bundle_root", str(BUNDLE), *TINY, "--max_items", "6",
-            "--ckpt_dir", str(root / "models"), "--output_dir", expr(root / "infer"), "--cache_dir", str(cache),
-            "--translator_run_id", "abc123"]
+    args = [
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--bundle_root",
+        str(BUNDLE),
+        *TINY,
+        "--max_items",
+        "6",
+        "--ckpt_dir",
+        str(root / "models"),
+        "--output_dir",
+        expr(root / "infer"),
+        "--cache_dir",
+        str(cache),
+        "--translator_run_id",
+        "abc123",
+    ]
     bundle(*args)
     paired = json.loads((root / "infer" / "synthetic" / "paired_datalist.json").read_text())
     assert paired["translator"]["mlflow_run_id"] == "abc123" and paired["missing"] == 0
@@ -100,9 +138,24 @@ def test_inference_writes_outputs_and_paired_datalist_then_skips(trained):
 
 def test_evaluate_scores_against_baselines_and_logs(trained):
     root, cache = trained["root"], trained["cache"]
-    bundle("run", "--config_file", "['configs/inference.json','configs/evaluate.json']", "--bundle_root", str(BUNDLE),
-           *TINY, "--max_items", "8", "--ckpt_dir", str(root / "models"), "--output_dir", expr(root / "evaluate"),
-           "--cache_dir", str(cache), "--tracking", "mlflow")
+    bundle(
+        "run",
+        "--config_file",
+        "['configs/inference.json','configs/evaluate.json']",
+        "--bundle_root",
+        str(BUNDLE),
+        *TINY,
+        "--max_items",
+        "8",
+        "--ckpt_dir",
+        str(root / "models"),
+        "--output_dir",
+        expr(root / "evaluate"),
+        "--cache_dir",
+        str(cache),
+        "--tracking",
+        "mlflow",
+    )
     result = json.loads((root / "evaluate" / "metrics" / "translation_metrics.json").read_text())
     m = result["metrics"]
     for name in ("ssim", "psnr", "mae", "baseline_hist_ssim", "baseline_linear_mae"):
@@ -114,6 +167,23 @@ def test_evaluate_scores_against_baselines_and_logs(trained):
     assert run.data.metrics["baseline_hist_psnr"] == pytest.approx(m["baseline_hist_psnr"])
     assert "images/evaluation_final.png" in [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     assert "metrics/translation_metrics.json" in [a.path for a in client.list_artifacts(run.info.run_id, "metrics")]
+    # the report shows the logged numbers
+    from monai_synpriv.cli import main
+
+    report = root / "evaluate" / "results.md"
+    assert (
+        main(
+            [
+                "translation-report",
+                str(root / "evaluate" / "metrics" / "translation_metrics.json"),
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    table = report.read_text()
+    assert f"{m['ssim']:.4f}" in table and f"{m['baseline_hist_mae']:.4f}" in table
 
 
 def test_bundle_verification_and_export(trained, tmp_path):
@@ -121,13 +191,36 @@ def test_bundle_verification_and_export(trained, tmp_path):
     shutil.copy(REPO / "monai_synpriv" / "resources" / "meta_schema.json", schema)
     out = bundle("verify_metadata", "--meta_file", "configs/metadata.json", "--filepath", str(schema))
     assert "metadata is verified with no error" in out.stdout + out.stderr
-    out = bundle("verify_net_in_out", "network_def", "--meta_file", "configs/metadata.json", "--config_file",
-                 "configs/inference.json", "--bundle_root", str(BUNDLE))
+    out = bundle(
+        "verify_net_in_out",
+        "network_def",
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+        "--bundle_root",
+        str(BUNDLE),
+    )
     assert "verified with no error" in out.stdout + out.stderr
     ts = tmp_path / "model.ts"
-    bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file",
-           str(trained["root"] / "models" / "model.pt"), "--meta_file", "configs/metadata.json", "--config_file",
-           "configs/inference.json", "--bundle_root", str(BUNDLE), "--ngf", "4", "--num_res_blocks", "1")
+    bundle(
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts),
+        "--ckpt_file",
+        str(trained["root"] / "models" / "model.pt"),
+        "--meta_file",
+        "configs/metadata.json",
+        "--config_file",
+        "configs/inference.json",
+        "--bundle_root",
+        str(BUNDLE),
+        "--ngf",
+        "4",
+        "--num_res_blocks",
+        "1",
+    )
     from monai_synpriv.networks import CycleGANResNetGenerator
 
     net = CycleGANResNetGenerator(2, 1, 1, channels=4, num_res_blocks=1).eval()
@@ -146,9 +239,22 @@ def test_bad_input_fails_before_training(tmp_path, trained):
     arr = np.random.rand(16, 16).astype(np.float32)
     arr[3, 3] = np.nan
     nib.save(nib.Nifti1Image(arr, np.eye(4)), str(bad / "broken_scan.nii.gz"))
-    common = ["run", "--config_file", "configs/train.json", "--bundle_root", str(BUNDLE), *TINY,
-              "--ckpt_dir", str(tmp_path / "models"), "--output_dir", expr(tmp_path / "out"),
-              "--cache_dir", str(trained["cache"]), "--datalist_b", str(folder_b)]
+    common = [
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--bundle_root",
+        str(BUNDLE),
+        *TINY,
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "out"),
+        "--cache_dir",
+        str(trained["cache"]),
+        "--datalist_b",
+        str(folder_b),
+    ]
     proc = bundle(*common, "--datalist_a", str(bad), check=False)
     assert proc.returncode != 0
     assert "broken_scan.nii.gz contains NaN" in proc.stderr
@@ -164,13 +270,44 @@ def test_bad_input_fails_before_training(tmp_path, trained):
 
 def test_3d_overlay_trains_and_translates_volumes(tmp_path, multicontrast_dir):
     tiny3d = ["--ngf", "4", "--num_res_blocks", "1", "--patch_size", "[16,16,16]"]
-    bundle("run", "--config_file", "['configs/train.json','configs/train_3d.json']", "--bundle_root", str(BUNDLE),
-           *tiny3d, "--ndf", "4", "--num_layers_d", "2", "--epochs_constant", "1", "--epochs_decay", "0",
-           "--epoch_length", "2", "--ckpt_dir", str(tmp_path / "models"), "--output_dir", expr(tmp_path / "train"),
-           "--dataset_dir", str(multicontrast_dir))
-    bundle("run", "--config_file", "['configs/inference.json','configs/inference_3d.json']", "--bundle_root",
-           str(BUNDLE), *tiny3d, "--ckpt_dir", str(tmp_path / "models"), "--output_dir", expr(tmp_path / "infer"),
-           "--dataset_dir", str(multicontrast_dir))
+    bundle(
+        "run",
+        "--config_file",
+        "['configs/train.json','configs/train_3d.json']",
+        "--bundle_root",
+        str(BUNDLE),
+        *tiny3d,
+        "--ndf",
+        "4",
+        "--num_layers_d",
+        "2",
+        "--epochs_constant",
+        "1",
+        "--epochs_decay",
+        "0",
+        "--epoch_length",
+        "2",
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "train"),
+        "--dataset_dir",
+        str(multicontrast_dir),
+    )
+    bundle(
+        "run",
+        "--config_file",
+        "['configs/inference.json','configs/inference_3d.json']",
+        "--bundle_root",
+        str(BUNDLE),
+        *tiny3d,
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "infer"),
+        "--dataset_dir",
+        str(multicontrast_dir),
+    )
     paired = json.loads((tmp_path / "infer" / "synthetic" / "paired_datalist.json").read_text())
     (entry,) = paired["training"]
     src, out = nib.load(entry["image"]), nib.load(entry["privileged"])

@@ -27,7 +27,9 @@ def test_load_image_list_from_folder_json_and_errors(tmp_path):
     _nifti(tmp_path / "a" / "sub" / "x2.nii.gz", np.random.rand(8, 8))
     (tmp_path / "a" / "notes.txt").write_text("not an image")
     items = load_image_list(tmp_path / "a", key="A")
-    assert [i["A"] for i in items] == sorted([str(tmp_path / "a" / "x1.nii.gz"), str(tmp_path / "a" / "sub" / "x2.nii.gz")])
+    assert [i["A"] for i in items] == sorted(
+        [str(tmp_path / "a" / "x1.nii.gz"), str(tmp_path / "a" / "sub" / "x2.nii.gz")]
+    )
     dl = tmp_path / "list.json"
     dl.write_text(json.dumps({"training": [{"image": "a/x1.nii.gz", "label": 3}]}))
     items = load_image_list(dl, key="A")
@@ -80,8 +82,12 @@ def test_multicontrast_slices_split_by_subject(slice_datalist, multicontrast_dir
     arr = img.get_fdata()
     assert arr.ndim == 2 and arr.min() >= 0 and arr.max() <= 1 and (arr > 0).mean() >= 0.1
     # every subject comes out in one orientation (BraTS-MET is stored RAS, the others LPS)
-    codes = {nib.aff2axcodes(nib.load(load_image_list(slice_datalist, key="A", section="training_a",
-                                                        source_key="A")[i]["A"]).affine) for i in (0, -1)}
+    codes = {
+        nib.aff2axcodes(
+            nib.load(load_image_list(slice_datalist, key="A", section="training_a", source_key="A")[i]["A"]).affine
+        )
+        for i in (0, -1)
+    }
     assert codes == {("R", "A", "S")}
 
 

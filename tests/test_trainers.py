@@ -20,8 +20,13 @@ from monai_synpriv.utils import find_latest_checkpoint
 
 def _domain(datalist, key, section, n=8, size=32):
     items = load_image_list(datalist, key=key, section=section, source_key=key, max_items=n)
-    tf = Compose([LoadImaged(key, ensure_channel_first=True, image_only=True), EnsureTyped(key, track_meta=False),
-                  Resized(key, (size, size))])
+    tf = Compose(
+        [
+            LoadImaged(key, ensure_channel_first=True, image_only=True),
+            EnsureTyped(key, track_meta=False),
+            Resized(key, (size, size)),
+        ]
+    )
     return CacheDataset(items, tf, progress=False), items
 
 
@@ -35,10 +40,21 @@ def _cyclegan(datalist, max_epochs, handlers=None):
     g_opt = torch.optim.Adam(itertools.chain(g_ab.parameters(), g_ba.parameters()), 2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), 2e-4, betas=(0.5, 0.999))
     g_sched = torch.optim.lr_scheduler.LambdaLR(g_opt, ConstantThenLinearDecay(1, 2))
-    trainer = CycleGANTrainer("cpu", max_epochs, loader, g_ab, g_ba, d_a, d_b, g_opt, d_opt, pool_size=4,
-                              train_handlers=handlers)
-    objs = {"g_ab": g_ab, "g_ba": g_ba, "d_a": d_a, "d_b": d_b, "g_optimizer": g_opt, "d_optimizer": d_opt,
-            "g_scheduler": g_sched, "pool_a": trainer.pool_a, "pool_b": trainer.pool_b, "trainer": trainer}
+    trainer = CycleGANTrainer(
+        "cpu", max_epochs, loader, g_ab, g_ba, d_a, d_b, g_opt, d_opt, pool_size=4, train_handlers=handlers
+    )
+    objs = {
+        "g_ab": g_ab,
+        "g_ba": g_ba,
+        "d_a": d_a,
+        "d_b": d_b,
+        "g_optimizer": g_opt,
+        "d_optimizer": d_opt,
+        "g_scheduler": g_sched,
+        "pool_a": trainer.pool_a,
+        "pool_b": trainer.pool_b,
+        "trainer": trainer,
+    }
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: g_sched.step())
     return trainer, objs
 
@@ -47,10 +63,12 @@ def test_cyclegan_first_iterations_on_real_slices(slice_datalist):
     trainer, objs = _cyclegan(slice_datalist, max_epochs=2)
     fired = {"model": 0, "gen": 0, "disc": 0}
     trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, lambda e: fired.__setitem__("model", fired["model"] + 1))
-    trainer.add_event_handler(TranslationIterationEvents.GENERATORS_COMPLETED,
-                              lambda e: fired.__setitem__("gen", fired["gen"] + 1))
-    trainer.add_event_handler(TranslationIterationEvents.DISCRIMINATORS_COMPLETED,
-                              lambda e: fired.__setitem__("disc", fired["disc"] + 1))
+    trainer.add_event_handler(
+        TranslationIterationEvents.GENERATORS_COMPLETED, lambda e: fired.__setitem__("gen", fired["gen"] + 1)
+    )
+    trainer.add_event_handler(
+        TranslationIterationEvents.DISCRIMINATORS_COMPLETED, lambda e: fired.__setitem__("disc", fired["disc"] + 1)
+    )
     before = [p.clone() for p in objs["g_ab"].parameters()]
     trainer.run()
     assert fired == {"model": 8, "gen": 8, "disc": 8}  # 8 A slices / batch 2 = 4 iterations x 2 epochs
@@ -61,9 +79,15 @@ def test_cyclegan_first_iterations_on_real_slices(slice_datalist):
     assert out[0]["fake_b"].shape == (1, 32, 32)
     m = trainer.state.metrics
     assert {"epoch_loss_g", "epoch_loss_d_a", "epoch_loss_cycle_a"} <= set(m)
-    assert m["epoch_loss_g"] == pytest.approx(m["epoch_loss_gan_ab"] + m["epoch_loss_gan_ba"] + m["epoch_loss_cycle_a"]
-                                              + m["epoch_loss_cycle_b"] + m["epoch_loss_identity_a"]
-                                              + m["epoch_loss_identity_b"], rel=1e-4)
+    assert m["epoch_loss_g"] == pytest.approx(
+        m["epoch_loss_gan_ab"]
+        + m["epoch_loss_gan_ba"]
+        + m["epoch_loss_cycle_a"]
+        + m["epoch_loss_cycle_b"]
+        + m["epoch_loss_identity_a"]
+        + m["epoch_loss_identity_b"],
+        rel=1e-4,
+    )
     assert any(not torch.equal(a, b) for a, b in zip(before, objs["g_ab"].parameters())), "generator did not learn"
     assert len(trainer.pool_a) == 4
 
@@ -81,8 +105,7 @@ def test_cyclegan_checkpoint_and_resume(slice_datalist, tmp_path):
     # a fresh process: new networks, then resume to 3 epochs
     resumed, robjs = _cyclegan(slice_datalist, max_epochs=3)
     iterations = []
-    resumed.add_event_handler(Events.ITERATION_COMPLETED,
-                              lambda e: iterations.append(e.state.iteration))
+    resumed.add_event_handler(Events.ITERATION_COMPLETED, lambda e: iterations.append(e.state.iteration))
     CheckpointLoader(ckpt, {k: v for k, v in robjs.items()}, map_location="cpu").attach(resumed)
     state_at_start = {}
 
@@ -108,16 +131,21 @@ def test_pix2pix_trainer_on_aligned_pairs(slice_datalist):
     items_b = load_image_list(slice_datalist, key="B", section="training_b", source_key="B")
     pairs = pair_datalists(items_a, items_b)
     assert len(pairs) == 8
-    tf = Compose([LoadImaged(["A", "B"], ensure_channel_first=True, image_only=True),
-                  EnsureTyped(["A", "B"], track_meta=False), Resized(["A", "B"], (32, 32))])
+    tf = Compose(
+        [
+            LoadImaged(["A", "B"], ensure_channel_first=True, image_only=True),
+            EnsureTyped(["A", "B"], track_meta=False),
+            Resized(["A", "B"], (32, 32)),
+        ]
+    )
     loader = DataLoader(CacheDataset(pairs, tf, progress=False), batch_size=4)
     g = Pix2PixUNetGenerator(2, 1, 1, channels=8, num_downs=3)
     d = PatchDiscriminator(2, 8, 2, num_layers_d=2)
-    trainer = Pix2PixTrainer("cpu", 6, loader, g, d, torch.optim.Adam(g.parameters(), 1e-3),
-                             torch.optim.Adam(d.parameters(), 1e-3))
+    trainer = Pix2PixTrainer(
+        "cpu", 6, loader, g, d, torch.optim.Adam(g.parameters(), 1e-3), torch.optim.Adam(d.parameters(), 1e-3)
+    )
     l1 = []
-    trainer.add_event_handler(Events.EPOCH_COMPLETED,
-                              lambda e: l1.append(e.state.metrics["epoch_loss_l1"]))
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: l1.append(e.state.metrics["epoch_loss_l1"]))
     trainer.run()
     assert l1[-1] < l1[0], f"L1 to the real FLAIR should fall on paired data: {l1}"
     with pytest.raises(KeyError, match="'B'"):

@@ -6,9 +6,8 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
-
 from monai.transforms import LoadImage
+from tqdm.auto import tqdm
 
 __all__ = ["InputDataError", "check_images", "check_translation_inputs"]
 

@@ -9,7 +9,14 @@ from typing import Any
 
 from ..utils.io import write_json_atomic
 
-__all__ = ["IMAGE_SUFFIXES", "folder_to_datalist", "load_datalist_section", "load_image_list", "pair_datalists", "write_datalist"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "folder_to_datalist",
+    "load_datalist_section",
+    "load_image_list",
+    "pair_datalists",
+    "write_datalist",
+]
 
 #: file name endings read as images (NIfTI, DICOM, PNG/JPEG, MetaImage, NRRD)
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".mha", ".mhd", ".nrrd", ".tif", ".tiff")

@@ -16,8 +16,13 @@ from tqdm.auto import tqdm
 from .datalist import write_datalist
 from .slices import load_normalized_volume, save_slice, select_slices
 
-__all__ = ["CONTRASTS", "list_subjects", "split_subjects", "multicontrast_volume_datalist",
-           "prepare_multicontrast_slices"]
+__all__ = [
+    "CONTRASTS",
+    "list_subjects",
+    "split_subjects",
+    "multicontrast_volume_datalist",
+    "prepare_multicontrast_slices",
+]
 
 CONTRASTS = ("t1n", "t1c", "t2w", "t2f")
 
@@ -136,8 +141,10 @@ def prepare_multicontrast_slices(
         vol_a = load_normalized_volume(root / subject / f"{contrast_a}.nii.gz")
         vol_b = load_normalized_volume(root / subject / f"{contrast_b}.nii.gz")
         if vol_a.shape != vol_b.shape:
-            raise ValueError(f"subject {subject}: {contrast_a} {tuple(vol_a.shape)} and {contrast_b} "
-                             f"{tuple(vol_b.shape)} are not voxel-aligned.")
+            raise ValueError(
+                f"subject {subject}: {contrast_a} {tuple(vol_a.shape)} and {contrast_b} "
+                f"{tuple(vol_b.shape)} are not voxel-aligned."
+            )
         for idx in select_slices([vol_a, vol_b], axis=axis, min_foreground=min_foreground):
             pa = save_slice(vol_a, idx, cache / subject / contrast_a / f"{subject}_{contrast_a}_{idx:03d}.nii.gz", axis)
             pb = save_slice(vol_b, idx, cache / subject / contrast_b / f"{subject}_{contrast_b}_{idx:03d}.nii.gz", axis)

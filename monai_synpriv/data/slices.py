@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import torch
-
 from monai.transforms import Compose, LoadImage, Orientation, ThresholdIntensity
 
 from ..transforms import ForegroundPercentileNormalize

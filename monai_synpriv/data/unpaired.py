@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-
-from torch.utils.data import Dataset
-
 from monai.transforms import Randomizable
+from torch.utils.data import Dataset
 
 __all__ = ["UnpairedDataset"]
 

@@ -6,11 +6,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.optim.optimizer import Optimizer
-from torch.utils.data import DataLoader
-
 from monai.engines import Trainer
 from monai.utils import IgniteInfo, min_version, optional_import
+from torch.optim.optimizer import Optimizer
+from torch.utils.data import DataLoader
 
 from .keys import TranslationIterationEvents
 from .utils import attach_loss_averages, make_grad_scaler, to_plain_tensor

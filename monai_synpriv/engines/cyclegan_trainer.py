@@ -6,12 +6,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from monai.engines.utils import IterationEvents
+from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
-
-from monai.engines.utils import IterationEvents
-from monai.utils import IgniteInfo, min_version, optional_import
 
 from ..losses import CycleGANGeneratorLoss, DiscriminatorLoss
 from .base import TranslationTrainerBase
@@ -77,8 +76,15 @@ class CycleGANTrainer(TranslationTrainerBase):
     """
 
     loss_names = (
-        K.LOSS_G, K.LOSS_D_A, K.LOSS_D_B, "loss_gan_ab", "loss_gan_ba",
-        "loss_cycle_a", "loss_cycle_b", "loss_identity_a", "loss_identity_b",
+        K.LOSS_G,
+        K.LOSS_D_A,
+        K.LOSS_D_B,
+        "loss_gan_ab",
+        "loss_gan_ba",
+        "loss_cycle_a",
+        "loss_cycle_b",
+        "loss_identity_a",
+        "loss_identity_b",
     )
 
     def __init__(
@@ -166,8 +172,14 @@ class CycleGANTrainer(TranslationTrainerBase):
         with autocast_context(self.amp, self.amp_kwargs):
             gen = self._generate(real_a, real_b, with_identity)
             g_terms = self.g_loss_function(
-                self.d_b(gen[K.FAKE_B]), self.d_a(gen[K.FAKE_A]), real_a, real_b, gen[K.REC_A], gen[K.REC_B],
-                gen.get("idt_a"), gen.get("idt_b"),
+                self.d_b(gen[K.FAKE_B]),
+                self.d_a(gen[K.FAKE_A]),
+                real_a,
+                real_b,
+                gen[K.REC_A],
+                gen[K.REC_B],
+                gen.get("idt_a"),
+                gen.get("idt_b"),
             )
         loss_g = g_terms["total"]
         self._backward_step(loss_g, self.g_optimizer, self.g_scaler)

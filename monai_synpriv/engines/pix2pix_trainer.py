@@ -6,12 +6,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from monai.engines.utils import IterationEvents
+from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
-
-from monai.engines.utils import IterationEvents
-from monai.utils import IgniteInfo, min_version, optional_import
 
 from ..losses import DiscriminatorLoss, Pix2PixGeneratorLoss
 from .base import TranslationTrainerBase

@@ -6,10 +6,9 @@ import contextlib
 from collections.abc import Iterable, Sequence
 
 import torch
-from torch import nn
-
 from monai.handlers import from_engine
 from monai.utils import optional_import
+from torch import nn
 
 Average, _ = optional_import("ignite.metrics", name="Average")
 

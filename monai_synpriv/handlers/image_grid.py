@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from monai.utils import IgniteInfo, min_version, optional_import
 
 from ..visualize import save_image_grid
@@ -21,8 +20,18 @@ else:
 
 __all__ = ["TranslationGridSaver"]
 
-_TITLES = {"real_a": "A", "fake_b": "G(A)", "rec_a": "F(G(A))", "real_b": "B", "fake_a": "F(B)", "rec_b": "G(F(B))",
-           "image": "input", "pred": "synthetic", "label": "real", "baseline": "baseline"}
+_TITLES = {
+    "real_a": "A",
+    "fake_b": "G(A)",
+    "rec_a": "F(G(A))",
+    "real_b": "B",
+    "fake_a": "F(B)",
+    "rec_b": "G(F(B))",
+    "image": "input",
+    "pred": "synthetic",
+    "label": "real",
+    "baseline": "baseline",
+}
 
 
 class TranslationGridSaver:
@@ -76,8 +85,10 @@ class TranslationGridSaver:
         """Keep the first sample of each iteration (thinned to stay small), to show the whole run at the end."""
         samples = self._samples(engine.state.output) if engine.state.output is not None else []
         if samples:
-            keep = {k: samples[0][k].detach().cpu() if hasattr(samples[0][k], "detach") else samples[0][k]
-                    for k in self.keys}
+            keep = {
+                k: samples[0][k].detach().cpu() if hasattr(samples[0][k], "detach") else samples[0][k]
+                for k in self.keys
+            }
             self._collected.append((engine.state.iteration, keep))
             if len(self._collected) > 8 * self.max_samples:
                 self._collected = self._collected[::2]
@@ -95,10 +106,18 @@ class TranslationGridSaver:
         rows = [[s[k] for k in self.keys] for s in samples]
         titles = [_TITLES.get(k, k) for k in self.keys]
         tag = f"epoch{engine.state.epoch:03d}" if self.epoch_level else "final"
-        path = save_image_grid(rows, self.output_dir / f"{self.prefix}_{tag}.png", column_titles=titles,
-                               title=f"{self.prefix}, epoch {engine.state.epoch}")
-        save_image_grid(rows, self.output_dir / f"{self.prefix}_latest.png", column_titles=titles,
-                        title=f"{self.prefix}, epoch {engine.state.epoch}")
+        path = save_image_grid(
+            rows,
+            self.output_dir / f"{self.prefix}_{tag}.png",
+            column_titles=titles,
+            title=f"{self.prefix}, epoch {engine.state.epoch}",
+        )
+        save_image_grid(
+            rows,
+            self.output_dir / f"{self.prefix}_latest.png",
+            column_titles=titles,
+            title=f"{self.prefix}, epoch {engine.state.epoch}",
+        )
         self.saved.append(path)
 
 

@@ -50,7 +50,13 @@ class MetricsJSONWriter:
             for base_name in [n for n in metrics if n.startswith(self.baseline_prefix) and n.endswith(name)]:
                 base = metrics[base_name]
                 better = value < base if name.lower() in self.lower_is_better else value > base
-                comparison[f"{name}_vs_{base_name}"] = {"method": value, "baseline": base,
-                                                         "difference": value - base, "method_better": bool(better)}
-        write_json_atomic(self.path, {"metrics": metrics, "comparison": comparison, **self.extra,
-                                      "num_samples": engine.state.iteration})
+                comparison[f"{name}_vs_{base_name}"] = {
+                    "method": value,
+                    "baseline": base,
+                    "difference": value - base,
+                    "method_better": bool(better),
+                }
+        write_json_atomic(
+            self.path,
+            {"metrics": metrics, "comparison": comparison, **self.extra, "num_samples": engine.state.iteration},
+        )

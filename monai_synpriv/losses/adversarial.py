@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from monai.losses import PatchAdversarialLoss
+from torch import nn
 
 __all__ = ["DiscriminatorLoss", "make_adversarial_loss", "last_output"]
 

@@ -30,8 +30,9 @@ class CycleGANGeneratorLoss(nn.Module):
     def __init__(self, lambda_cycle: float = 10.0, lambda_identity: float = 0.5, criterion: str = "least_squares"):
         super().__init__()
         if lambda_cycle < 0 or lambda_identity < 0:
-            raise ValueError(f"loss weights must be >= 0, got lambda_cycle={lambda_cycle}, "
-                             f"lambda_identity={lambda_identity}.")
+            raise ValueError(
+                f"loss weights must be >= 0, got lambda_cycle={lambda_cycle}, lambda_identity={lambda_identity}."
+            )
         self.lambda_cycle = float(lambda_cycle)
         self.lambda_identity = float(lambda_identity)
         self.adversarial = make_adversarial_loss(criterion)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from torch import nn
 
 __all__ = ["CycleGANResNetGenerator", "reflection_pad", "output_activation"]
 

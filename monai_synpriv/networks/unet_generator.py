@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_norm_layer
+from torch import nn
 
 from .resnet_generator import output_activation
 
@@ -70,7 +69,10 @@ class Pix2PixUNetGenerator(nn.Module):
             c_in = widths[i] if i == num_downs - 1 else widths[i] * 2  # innermost has no skip to concatenate
             layers = [nn.ReLU(inplace=False)]
             if i == 0:
-                layers += [conv_t(c_in, out_channels, kernel_size=4, stride=2, padding=1), output_activation(output_act)]
+                layers += [
+                    conv_t(c_in, out_channels, kernel_size=4, stride=2, padding=1),
+                    output_activation(output_act),
+                ]
             else:
                 layers += [
                     conv_t(c_in, widths[i - 1], kernel_size=4, stride=2, padding=1, bias=bias),

@@ -6,7 +6,6 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
-
 from monai.config import KeysCollection
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
@@ -96,7 +95,6 @@ class ForegroundPercentileNormalized(MapTransform):
         return d
 
 
-
 class IntensityMatch(Transform):
     """
     Match an image's intensities to a reference image over the foreground (voxels above ``threshold`` in each):
@@ -135,8 +133,14 @@ class IntensityMatch(Transform):
 class IntensityMatchd(MapTransform):
     """Dictionary wrapper of :class:`IntensityMatch`: ``data[output_key] = match(data[key], data[reference_key])``."""
 
-    def __init__(self, keys: KeysCollection, reference_key: str, output_key: str = "baseline",
-                 method: str = "histogram", threshold: float = 0.0) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        reference_key: str,
+        output_key: str = "baseline",
+        method: str = "histogram",
+        threshold: float = 0.0,
+    ) -> None:
         super().__init__(keys)
         self.reference_key = reference_key
         self.output_key = output_key

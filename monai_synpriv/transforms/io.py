@@ -8,7 +8,6 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-
 from monai.config import KeysCollection
 from monai.data.image_writer import PILWriter
 from monai.transforms import MapTransform
@@ -69,8 +68,9 @@ class SaveToPathd(MapTransform):
         meta_key: key of the image whose meta data (affine) to write; default the written image's own.
     """
 
-    def __init__(self, keys: KeysCollection, path_key: str, meta_key: str | None = None,
-                 allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, path_key: str, meta_key: str | None = None, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.path_key = path_key
         self.meta_key = meta_key
@@ -78,7 +78,9 @@ class SaveToPathd(MapTransform):
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict:
         d = dict(data)
         if self.path_key not in d:
-            raise KeyError(f"SaveToPathd: no destination path under key {self.path_key!r} (keys: {sorted(map(str, d))}).")
+            raise KeyError(
+                f"SaveToPathd: no destination path under key {self.path_key!r} (keys: {sorted(map(str, d))})."
+            )
         for key in self.key_iterator(d):
             meta = getattr(d[self.meta_key], "meta", None) if self.meta_key else None
             Path(d[self.path_key]).parent.mkdir(parents=True, exist_ok=True)
