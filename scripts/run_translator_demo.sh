@@ -2,7 +2,7 @@
 # The main job (until the full pipeline lands): set up, then train, apply and evaluate the unpaired translator
 # bundle on the real multi-contrast brain MRI in ../shared/data, logging every stage to one MLflow SQLite store.
 #
-#   PROFILE=quick (default, ~10 min on a 2-core CPU) | full (reference widths and schedule, for a GPU)
+#   PROFILE=quick (default, ~11 min on a 2-core CPU) | full (reference widths and schedule, for a GPU)
 #   CONTRAST_B=t2w (default) | t2f   OUT=runs/translator_demo   DATA=../shared/data/mri_brain_multicontrast
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ mkdir -p "$OUT"
 export MLFLOW_TRACKING_URI="sqlite:///$OUT/mlruns.db"
 
 case "$PROFILE" in
-  quick) SIZE=(--image_size "[64,64]" --ngf 32 --ndf 32 --num_res_blocks 6 --epochs_constant 5 --epochs_decay 5) ;;
+  quick) SIZE=(--image_size "[64,64]" --ngf 32 --ndf 32 --num_res_blocks 6 --epochs_constant 8 --epochs_decay 8) ;;
   full)  SIZE=(--image_size "[256,256]" --ngf 64 --ndf 64 --num_res_blocks 9 --epochs_constant 100 --epochs_decay 100) ;;
   *) echo "unknown PROFILE=$PROFILE (quick|full)" >&2; exit 1 ;;
 esac

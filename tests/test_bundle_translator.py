@@ -136,6 +136,34 @@ def test_inference_writes_outputs_and_paired_datalist_then_skips(trained):
     assert not leftovers, f"temporary files left: {leftovers}"
 
 
+def test_inference_on_real_jpeg_folder_writes_png(trained, tmp_path):
+    """2D pictures in, PNG out at the input's size: real brain-tumour MRI JPEGs (mixed greyscale/RGB)."""
+    import tarfile
+
+    from PIL import Image
+
+    from conftest import DATA, require
+
+    tar_path = require(DATA / "brain_tumor_mri_4class" / "brain_tumor_mri_224.tar")
+    folder = tmp_path / "jpegs"
+    with tarfile.open(tar_path) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(".jpg")][:3]
+        for m in members:
+            (folder / Path(m.name).parent.name).mkdir(parents=True, exist_ok=True)
+            (folder / Path(m.name).parent.name / Path(m.name).name).write_bytes(tar.extractfile(m).read())
+    bundle("run", "--config_file", "configs/inference.json", "--bundle_root", str(BUNDLE), *TINY,
+           "--ckpt_dir", str(trained["root"] / "models"), "--output_dir", expr(tmp_path / "out"),
+           "--input_datalist", str(folder), "--input_key", "image", "--to_grayscale", "True",
+           "--normalize_inputs", "True")
+    paired = json.loads((tmp_path / "out" / "synthetic" / "paired_datalist.json").read_text())
+    assert len(paired["training"]) == 3
+    for e in paired["training"]:
+        assert e["privileged"].endswith(".png")
+        src, out = Image.open(e["image"]), Image.open(e["privileged"])
+        assert out.size == src.size and out.mode == "L"
+        assert np.asarray(out).std() > 0
+
+
 def test_evaluate_scores_against_baselines_and_logs(trained):
     root, cache = trained["root"], trained["cache"]
     bundle(

@@ -121,3 +121,23 @@ def test_unpaired_dataset_draws_b_at_random():
     assert ds[4]["A"] == 4
     with pytest.raises(ValueError, match="empty"):
         UnpairedDataset([], b)
+
+
+def test_dicom_and_mha_files_are_accepted(tmp_path):
+    """Users' own data: DICOM files and ITK MetaImage, read by MONAI's readers, pass the input checks."""
+    import shutil
+
+    from conftest import DATA, require
+    from monai_synpriv.data import check_images
+
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for name in ("pydicom_CT_small.dcm", "pydicom_MR_small.dcm"):
+        shutil.copy(require(DATA / "misc_3d" / name), folder / name)
+    items = load_image_list(folder, key="A")
+    assert [p["A"].rsplit("/", 1)[-1] for p in items] == ["pydicom_CT_small.dcm", "pydicom_MR_small.dcm"]
+    summary = check_images(items, "A", channels=1, progress=False)
+    assert summary["count"] == 2 and summary["channels"] == 1 and summary["spatial_dims"] in (2, 3)
+    mha = require(DATA / "misc_3d" / "monai_CT_2D_head_fixed.mha")
+    summary = check_images([{"A": str(mha)}], "A", spatial_dims=2, progress=False)
+    assert summary["spatial_dims"] == 2

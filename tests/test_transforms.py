@@ -35,6 +35,19 @@ def test_normalize_errors_name_key_and_file():
         ForegroundPercentileNormalized(keys="image")({"image": img})
 
 
+def test_as_grayscale():
+    from monai_synpriv.transforms import AsGrayscale
+
+    rgb = torch.zeros(3, 2, 2)
+    rgb[0] = 1.0  # pure red
+    out = AsGrayscale()(rgb)
+    assert out.shape == (1, 2, 2) and float(out.max()) == pytest.approx(0.299)
+    single = torch.rand(1, 2, 2)
+    assert torch.equal(AsGrayscale()(single), single)
+    with pytest.raises(ValueError, match="channels"):
+        AsGrayscale()(torch.rand(2, 2, 2))
+
+
 def test_intensity_match():
     x = torch.zeros(1, 8, 8)
     x[0, 2:6, 2:6] = torch.linspace(1, 2, 16).view(4, 4)

@@ -1,9 +1,18 @@
 """Array transforms and their dictionary wrappers (``...d``)."""
 
-from .intensity import ForegroundPercentileNormalize, ForegroundPercentileNormalized, IntensityMatch, IntensityMatchd
+from .intensity import (
+    AsGrayscale,
+    AsGrayscaled,
+    ForegroundPercentileNormalize,
+    ForegroundPercentileNormalized,
+    IntensityMatch,
+    IntensityMatchd,
+)
 from .io import SaveToPathd, write_image
 
 __all__ = [
+    "AsGrayscale",
+    "AsGrayscaled",
     "ForegroundPercentileNormalize",
     "ForegroundPercentileNormalized",
     "IntensityMatch",

@@ -11,7 +11,14 @@ from monai.config.type_definitions import NdarrayOrTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_tensor
 
-__all__ = ["ForegroundPercentileNormalize", "ForegroundPercentileNormalized", "IntensityMatch", "IntensityMatchd"]
+__all__ = [
+    "AsGrayscale",
+    "AsGrayscaled",
+    "ForegroundPercentileNormalize",
+    "ForegroundPercentileNormalized",
+    "IntensityMatch",
+    "IntensityMatchd",
+]
 
 
 class ForegroundPercentileNormalize(Transform):
@@ -150,4 +157,34 @@ class IntensityMatchd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[self.output_key] = self.matcher(d[key], d[self.reference_key])
+        return d
+
+
+class AsGrayscale(Transform):
+    """Reduce a channel-first RGB(A) picture to one channel (ITU-R BT.601 luma); single-channel input is returned
+    unchanged. For collections that mix greyscale and RGB files of the same modality (e.g. exported JPEGs)."""
+
+    weights = (0.299, 0.587, 0.114)
+
+    def __call__(self, img: NdarrayOrTensor) -> torch.Tensor:
+        x = convert_to_tensor(img, track_meta=True, dtype=torch.float32)
+        if x.shape[0] == 1:
+            return x
+        if x.shape[0] not in (3, 4):
+            raise ValueError(f"AsGrayscale expects 1, 3 or 4 channels, got shape {tuple(x.shape)}.")
+        w = torch.tensor(self.weights, dtype=x.dtype).view(3, *([1] * (x.ndim - 1)))
+        return (x[:3] * w).sum(dim=0, keepdim=True)
+
+
+class AsGrayscaled(MapTransform):
+    """Dictionary wrapper of :class:`AsGrayscale`."""
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.converter = AsGrayscale()
+
+    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.converter(d[key])
         return d
