@@ -88,6 +88,8 @@ def test_train_logs_to_mlflow(trained):
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 8
     for name in ("epoch_loss_g", "epoch_loss_d_a", "epoch_loss_cycle_a", "epoch_loss_identity_b"):
         assert len(client.get_metric_history(run.info.run_id, name)) == 2, name
+    for name in ("loss_d_a", "loss_cycle_b", "loss_gan_ab"):  # every loss term per iteration
+        assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == list(range(1, 9)), name
     assert run.data.params["lambda_cycle"] == "10.0" and run.data.params["contrast_b"] == "t2f"
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     assert "images/translation_epoch002.png" in images

@@ -2,6 +2,6 @@
 
 from .image_grid import TranslationGridSaver
 from .metrics_json import MetricsJSONWriter
-from .mlflow_artifacts import MLflowArtifactLogger, find_mlflow_handler
+from .mlflow_extras import MLflowExtrasHandler, find_mlflow_handler
 
-__all__ = ["MLflowArtifactLogger", "MetricsJSONWriter", "TranslationGridSaver", "find_mlflow_handler"]
+__all__ = ["MLflowExtrasHandler", "MetricsJSONWriter", "TranslationGridSaver", "find_mlflow_handler"]

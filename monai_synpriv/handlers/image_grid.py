@@ -40,7 +40,7 @@ class TranslationGridSaver:
     the end of a run (evaluators, ``epoch_level=False``: one sample from each of ``max_samples`` iterations spread over
     the whole run): one row per sample, one column per key of ``engine.state.output``. Writes
     ``<output_dir>/<prefix>_epoch<N>.png`` and ``<output_dir>/<prefix>_latest.png`` atomically; 3D images show their
-    middle slice. Attach :class:`MLflowArtifactLogger` to log them to MLflow.
+    middle slice. Attach :class:`MLflowExtrasHandler` to log them to MLflow.
 
     Args:
         output_dir: folder of the PNGs.

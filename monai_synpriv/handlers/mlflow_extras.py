@@ -1,10 +1,12 @@
-"""``MLflowArtifactLogger``: pictures, metric files and parameters into the run of MONAI's ``MLFlowHandler``."""
+"""``MLflowExtrasHandler``: pictures, metric files, parameters and per-iteration values into the run of MONAI's
+``MLFlowHandler``."""
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
     Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
-__all__ = ["MLflowArtifactLogger", "find_mlflow_handler"]
+__all__ = ["MLflowExtrasHandler", "find_mlflow_handler"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +34,13 @@ def find_mlflow_handler(engine: Engine) -> MLFlowHandler | None:
     return None
 
 
-class MLflowArtifactLogger:
+class MLflowExtrasHandler:
     """
-    Log what a run writes to disk (PNG grids, metric JSON) and its hyper-parameters into the MLflow run that MONAI's
-    own ``MLFlowHandler`` opened on the same engine, so that ``--tracking mlflow`` captures the pictures too. Files
-    under ``artifact_dir`` are logged at the end of every epoch (new or changed ones only) and at completion; with no
-    ``MLFlowHandler`` attached it does nothing (the files stay on disk).
+    Log what a run writes to disk (PNG grids, metric JSON), its hyper-parameters and extra per-iteration values (every
+    loss term, where MONAI's handler logs only ``loss``) into the MLflow run that MONAI's own ``MLFlowHandler``
+    opened on the same engine, so that ``--tracking mlflow`` captures all of it. Files under ``artifact_dir`` are
+    logged at the end of every epoch (new or changed ones only) and at completion; with no ``MLFlowHandler``
+    attached it does nothing (the files stay on disk).
 
     Attach it *before* the ``MLFlowHandler`` (bundle handlers come before the ones ``--tracking`` adds), so that
     it logs before that handler closes the run.
@@ -47,6 +50,8 @@ class MLflowArtifactLogger:
         artifact_path: folder inside the run's artifacts.
         params: hyper-parameters to log once (flat mapping; values are converted to strings).
         tags: run tags to set once.
+        iteration_keys: scalar keys of ``engine.state.output`` to log every ``iteration_interval`` iterations.
+        iteration_interval: every how many iterations.
     """
 
     def __init__(
@@ -55,8 +60,12 @@ class MLflowArtifactLogger:
         artifact_path: str | None = None,
         params: Mapping[str, Any] | None = None,
         tags: Mapping[str, Any] | None = None,
+        iteration_keys: Sequence[str] = (),
+        iteration_interval: int = 1,
     ) -> None:
         self.artifact_dir = Path(artifact_dir)
+        self.iteration_keys = list(iteration_keys)
+        self.iteration_interval = max(1, int(iteration_interval))
         self.artifact_path = artifact_path
         self.params = dict(params or {})
         self.tags = dict(tags or {})
@@ -66,6 +75,24 @@ class MLflowArtifactLogger:
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
         engine.add_event_handler(Events.COMPLETED, self)
+        if self.iteration_keys:
+            engine.add_event_handler(Events.ITERATION_COMPLETED(every=self.iteration_interval), self.log_iteration)
+
+    def log_iteration(self, engine: Engine) -> None:
+        """Log ``iteration_keys`` of the (decollated) output at this iteration."""
+        handler = find_mlflow_handler(engine)
+        output = engine.state.output
+        if handler is None or handler.cur_run is None or output is None:
+            return
+        from mlflow.entities import Metric
+
+        first = output[0] if isinstance(output, list) else output
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(first[k]), now, engine.state.iteration) for k in self.iteration_keys if k in first
+        ]
+        if metrics:
+            handler.client.log_batch(handler.cur_run.info.run_id, metrics=metrics, params=[], tags=[])
 
     def __call__(self, engine: Engine) -> None:
         handler = find_mlflow_handler(engine)
