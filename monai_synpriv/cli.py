@@ -28,7 +28,7 @@ def translation_report(metrics_json: str | Path, title: str = "Translation quali
     ]
     for label, key, better in _ROWS:
         t, lin, hist = m.get(key), m.get(f"baseline_linear_{key}"), m.get(f"baseline_hist_{key}")
-        if t is None:
+        if t is None or lin is None or hist is None:
             continue
         wins = all((t > b) if better == "higher" else (t < b) for b in (lin, hist) if b is not None)
         lines.append(f"| {label} ({better} is better) | {t:.4f} | {lin:.4f} | {hist:.4f} | {'yes' if wins else 'no'} |")

@@ -18,25 +18,26 @@ mkdir -p "$OUT"
 export MLFLOW_TRACKING_URI="sqlite:///$OUT/mlruns.db"
 
 case "$PROFILE" in
-  quick) SIZE=(--image_size "[64,64]" --ngf 32 --ndf 32 --num_res_blocks 6 --epochs_constant 8 --epochs_decay 8) ;;
-  full)  SIZE=(--image_size "[256,256]" --ngf 64 --ndf 64 --num_res_blocks 9 --epochs_constant 100 --epochs_decay 100) ;;
+  quick) NET=(--image_size "[64,64]" --ngf 32 --num_res_blocks 6); TRAIN=(--ndf 32 --epochs_constant 8 --epochs_decay 8) ;;
+  full)  NET=(--image_size "[256,256]" --crop_size None --ngf 64 --num_res_blocks 9)
+         TRAIN=(--ndf 64 --epochs_constant 100 --epochs_decay 100) ;;
   *) echo "unknown PROFILE=$PROFILE (quick|full)" >&2; exit 1 ;;
 esac
-INFER_SIZE=("${SIZE[@]:0:6}")
+# one model folder per task and profile, so that --resume never continues another task's training
 COMMON=(--bundle_root "$BUNDLE" --dataset_dir "$DATA" --contrast_b "$CONTRAST_B" --cache_dir "$OUT/cache"
-        --ckpt_dir "$OUT/models")
+        --ckpt_dir "$OUT/models_t1c_to_${CONTRAST_B}_${PROFILE}")
 
 echo "[demo] 1/3 training the translator (t1c -> $CONTRAST_B, profile $PROFILE)"
-$PY -m monai.bundle run --config_file "$BUNDLE/configs/train.json" "${COMMON[@]}" "${SIZE[@]}" \
+$PY -m monai.bundle run --config_file "$BUNDLE/configs/train.json" "${COMMON[@]}" "${NET[@]}" "${TRAIN[@]}" \
     --output_dir "\$'$OUT/train'" --resume True --tracking mlflow --experiment_name synpriv_translator \
     --run_name "train_t1c_to_${CONTRAST_B}"
 echo "[demo] 2/3 synthesising $CONTRAST_B for the held-out subject"
-$PY -m monai.bundle run --config_file "$BUNDLE/configs/inference.json" "${COMMON[@]}" "${INFER_SIZE[@]}" \
-    --output_dir "\$'$OUT/inference'"
+$PY -m monai.bundle run --config_file "$BUNDLE/configs/inference.json" "${COMMON[@]}" "${NET[@]}" \
+    --output_dir "\$'$OUT/inference_${CONTRAST_B}_${PROFILE}'" --overwrite True
 echo "[demo] 3/3 scoring against the real $CONTRAST_B and the intensity-matched input"
 $PY -m monai.bundle run --config_file "['$BUNDLE/configs/inference.json','$BUNDLE/configs/evaluate.json']" \
-    "${COMMON[@]}" "${INFER_SIZE[@]}" --output_dir "\$'$OUT/evaluate'" --tracking mlflow \
+    "${COMMON[@]}" "${NET[@]}" --output_dir "\$'$OUT/evaluate'" --tracking mlflow \
     --experiment_name synpriv_translator --run_name "evaluate_t1c_to_${CONTRAST_B}"
 $PY -m monai_synpriv.cli translation-report "$OUT/evaluate/metrics/translation_metrics.json" --out "$OUT/results.md"
 echo "[demo] results: $OUT/results.md; pictures: $OUT/train/images, $OUT/evaluate/images;"
-echo "[demo] synthetic images + paired datalist: $OUT/inference/synthetic; MLflow: $MLFLOW_TRACKING_URI"
+echo "[demo] synthetic images + paired datalist: $OUT/inference_${CONTRAST_B}_${PROFILE}/synthetic; MLflow: $MLFLOW_TRACKING_URI"

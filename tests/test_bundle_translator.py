@@ -142,9 +142,8 @@ def test_inference_on_real_jpeg_folder_writes_png(trained, tmp_path):
     """2D pictures in, PNG out at the input's size: real brain-tumour MRI JPEGs (mixed greyscale/RGB)."""
     import tarfile
 
-    from PIL import Image
-
     from conftest import DATA, require
+    from PIL import Image
 
     tar_path = require(DATA / "brain_tumor_mri_4class" / "brain_tumor_mri_224.tar")
     folder = tmp_path / "jpegs"
@@ -153,10 +152,26 @@ def test_inference_on_real_jpeg_folder_writes_png(trained, tmp_path):
         for m in members:
             (folder / Path(m.name).parent.name).mkdir(parents=True, exist_ok=True)
             (folder / Path(m.name).parent.name / Path(m.name).name).write_bytes(tar.extractfile(m).read())
-    bundle("run", "--config_file", "configs/inference.json", "--bundle_root", str(BUNDLE), *TINY,
-           "--ckpt_dir", str(trained["root"] / "models"), "--output_dir", expr(tmp_path / "out"),
-           "--input_datalist", str(folder), "--input_key", "image", "--to_grayscale", "True",
-           "--normalize_inputs", "True")
+    bundle(
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--bundle_root",
+        str(BUNDLE),
+        *TINY,
+        "--ckpt_dir",
+        str(trained["root"] / "models"),
+        "--output_dir",
+        expr(tmp_path / "out"),
+        "--input_datalist",
+        str(folder),
+        "--input_key",
+        "image",
+        "--to_grayscale",
+        "True",
+        "--normalize_inputs",
+        "True",
+    )
     paired = json.loads((tmp_path / "out" / "synthetic" / "paired_datalist.json").read_text())
     assert len(paired["training"]) == 3
     for e in paired["training"]:
@@ -343,3 +358,83 @@ def test_3d_overlay_trains_and_translates_volumes(tmp_path, multicontrast_dir):
     src, out = nib.load(entry["image"]), nib.load(entry["privileged"])
     assert out.shape == src.shape == (240, 240, 155)
     np.testing.assert_allclose(out.affine, src.affine, atol=1e-4)
+
+
+def test_bundle_resume_continues_an_interrupted_run(tmp_path, slice_datalist):
+    common = [
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--bundle_root",
+        str(BUNDLE),
+        *TINY,
+        "--ndf",
+        "4",
+        "--max_items",
+        "8",
+        "--epochs_constant",
+        "1",
+        "--epochs_decay",
+        "1",
+        "--cache_dir",
+        str(slice_datalist.parent),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "o"),
+    ]
+    bundle(*common, "--max_epochs", "1")  # a run that stopped after its first epoch
+    assert (tmp_path / "models" / "checkpoint_epoch=1.pt").is_file()
+    proc = bundle(*common, "--resume", "True")
+    log = proc.stdout + proc.stderr
+    assert "Restored all variables from" in log and "checkpoint_epoch=1.pt" in log
+    assert "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
+    assert (tmp_path / "models" / "checkpoint_epoch=2.pt").is_file()
+
+
+def test_pix2pix_overlay_trains_and_translates(tmp_path, slice_datalist):
+    cache = str(slice_datalist.parent)
+    net = ["--ngf", "4", "--num_downs", "3", "--image_size", "[32,32]"]
+    bundle(
+        "run",
+        "--config_file",
+        "['configs/train.json','configs/train_pix2pix.json']",
+        "--bundle_root",
+        str(BUNDLE),
+        *net,
+        "--ndf",
+        "4",
+        "--num_layers_d",
+        "2",
+        "--max_items",
+        "8",
+        "--epochs_constant",
+        "1",
+        "--epochs_decay",
+        "0",
+        "--cache_dir",
+        cache,
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "train"),
+    )
+    assert (tmp_path / "train" / "images" / "pix2pix_epoch001.png").is_file()
+    bundle(
+        "run",
+        "--config_file",
+        "['configs/inference.json','configs/inference_pix2pix.json']",
+        "--bundle_root",
+        str(BUNDLE),
+        *net,
+        "--max_items",
+        "2",
+        "--cache_dir",
+        cache,
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "infer"),
+    )
+    paired = json.loads((tmp_path / "infer" / "synthetic" / "paired_datalist.json").read_text())
+    assert len(paired["training"]) == 2 and all(os.path.exists(e["privileged"]) for e in paired["training"])

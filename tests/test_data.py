@@ -128,6 +128,7 @@ def test_dicom_and_mha_files_are_accepted(tmp_path):
     import shutil
 
     from conftest import DATA, require
+
     from monai_synpriv.data import check_images
 
     folder = tmp_path / "dicom"
@@ -141,3 +142,28 @@ def test_dicom_and_mha_files_are_accepted(tmp_path):
     mha = require(DATA / "misc_3d" / "monai_CT_2D_head_fixed.mha")
     summary = check_images([{"A": str(mha)}], "A", spatial_dims=2, progress=False)
     assert summary["spatial_dims"] == 2
+
+
+def test_pair_datalists_refuses_ambiguous_pairs():
+    a = [{"A": "a1", "subject": "s1", "slice": 1}, {"A": "a2", "subject": "s1", "slice": 2}]
+    b = [{"B": "b2", "subject": "s1", "slice": 2}, {"B": "b1", "subject": "s1", "slice": 1}]
+    assert [(p["A"], p["B"]) for p in pair_datalists(a, b)] == [("a1", "b1"), ("a2", "b2")]
+    with pytest.raises(ValueError, match=r"A entry 0 .* lacks the join field\(s\) \['subject', 'slice'\]"):
+        pair_datalists([{"A": "a1"}], b)
+    with pytest.raises(ValueError, match="two B entries share"):
+        pair_datalists(a, b + [{"B": "b1bis", "subject": "s1", "slice": 1}])
+
+
+def test_unpaired_dataset_seeds_each_domains_augmentation():
+    from monai.data import Dataset
+    from monai.transforms import RandGaussianNoised
+
+    def make(seed):
+        a = Dataset([{"A": np.zeros((1, 4, 4), np.float32)}], RandGaussianNoised("A", prob=1.0))
+        b = Dataset([{"B": np.zeros((1, 4, 4), np.float32)}], RandGaussianNoised("B", prob=1.0))
+        return UnpairedDataset(a, b, seed=seed)
+
+    x, y, z = make(1)[0], make(1)[0], make(2)[0]
+    np.testing.assert_array_equal(np.asarray(x["A"]), np.asarray(y["A"]))
+    assert not np.array_equal(np.asarray(x["A"]), np.asarray(z["A"])), "worker seeds must reach the transforms"
+    assert not np.array_equal(np.asarray(x["A"]), np.asarray(x["B"])), "the two domains need different streams"

@@ -25,6 +25,13 @@ def test_unet_generator_matches_reference_size():
     assert sum(p.numel() for p in net.parameters()) == 54_413_955
 
 
+def test_unet_dropout_where_the_reference_has_it():
+    count = lambda net: sum(isinstance(m, torch.nn.Dropout) for m in net.modules())  # noqa: E731
+    assert count(Pix2PixUNetGenerator(2, 1, 1, channels=4, num_downs=8)) == 3  # the three extra ngf*8 levels
+    assert count(Pix2PixUNetGenerator(2, 1, 1, channels=4, num_downs=5)) == 0
+    assert count(Pix2PixUNetGenerator(2, 1, 1, channels=4, num_downs=8, dropout=0.0)) == 0
+
+
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_unet_generator_shapes(spatial_dims):
     net = Pix2PixUNetGenerator(spatial_dims, 1, 1, channels=4, num_downs=4)

@@ -150,3 +150,18 @@ def test_pix2pix_trainer_on_aligned_pairs(slice_datalist):
     assert l1[-1] < l1[0], f"L1 to the real FLAIR should fall on paired data: {l1}"
     with pytest.raises(KeyError, match="'B'"):
         trainer._get_pair({"A": torch.zeros(1)})
+
+
+def test_batched_generator_passes_equal_separate_passes():
+    torch.manual_seed(0)
+    g_ab, g_ba = (CycleGANResNetGenerator(2, 1, 1, channels=4, num_res_blocks=1) for _ in range(2))
+    d_a, d_b = (PatchDiscriminator(2, 4, 1, num_layers_d=2, norm="INSTANCE") for _ in range(2))
+    opt = torch.optim.SGD(g_ab.parameters(), 0.0)
+    a, b = torch.rand(2, 1, 16, 16), torch.rand(3, 1, 16, 16)
+    outs = []
+    for batched in (True, False):
+        t = CycleGANTrainer("cpu", 1, [], g_ab, g_ba, d_a, d_b, opt, opt, batch_generator_passes=batched)
+        assert t.batch_generator_passes is batched
+        outs.append(t._generate(a, b, with_identity=True))
+    for key in outs[0]:
+        torch.testing.assert_close(outs[0][key], outs[1][key], rtol=1e-5, atol=1e-6, msg=key)

@@ -122,10 +122,25 @@ def pair_datalists(items_a: list[dict], items_b: list[dict], on: tuple[str, ...]
     """Join two domains' lists into aligned pairs on the fields ``on`` (e.g. subject and slice index), for paired
     (pix2pix) training on co-registered data. Entries without a partner are dropped; no pair is an error."""
     on = tuple(on)
-    index = {tuple(b.get(k) for k in on): b for b in items_b}
+
+    def join_key(item: dict, i: int, side: str) -> tuple:
+        missing = [k for k in on if k not in item]
+        if missing:
+            raise ValueError(
+                f"pair_datalists: {side} entry {i} ({item}) lacks the join field(s) {missing}; "
+                "paired training needs entries that say which images belong together."
+            )
+        return tuple(item[k] for k in on)
+
+    index: dict[tuple, dict] = {}
+    for i, b in enumerate(items_b):
+        key = join_key(b, i, "B")
+        if key in index:
+            raise ValueError(f"pair_datalists: two B entries share {dict(zip(on, key))}: {index[key]} and {b}.")
+        index[key] = b
     pairs = []
-    for a in items_a:
-        b = index.get(tuple(a.get(k) for k in on))
+    for i, a in enumerate(items_a):
+        b = index.get(join_key(a, i, "A"))
         if b is not None:
             merged = dict(a)
             merged.update({k: v for k, v in b.items() if k not in on})

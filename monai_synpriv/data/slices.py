@@ -67,6 +67,8 @@ def save_slice(volume: torch.Tensor, index: int, path: str | os.PathLike, axis: 
     affine = np.asarray(getattr(volume, "affine", np.eye(4)), dtype=np.float64)
     shift = np.eye(4)
     shift[axis, 3] = index
+    others = [d for d in range(3) if d != axis]
+    placed = (affine @ shift)[:, [*others, axis, 3]]  # the 2D array's axes first, the sliced axis third
     with atomic_path(path) as tmp:
-        nib.save(nib.Nifti1Image(arr, affine @ shift), tmp)
+        nib.save(nib.Nifti1Image(arr, placed), tmp)
     return str(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from monai.data.utils import set_rnd
 from monai.transforms import Randomizable
 from torch.utils.data import Dataset
 
@@ -31,6 +32,15 @@ class UnpairedDataset(Randomizable, Dataset):
                 raise ValueError(f"UnpairedDataset: {name} is empty.")
         self.dataset_a, self.dataset_b = dataset_a, dataset_b
         self.set_random_state(seed)
+
+    def set_random_state(self, seed: int | None = None, state=None) -> UnpairedDataset:
+        """Seed the B sampler and, with ``seed``, the random transforms of both domains (MONAI's ``DataLoader``
+        calls this per worker; without it every worker would replay the same augmentations)."""
+        super().set_random_state(seed, state)
+        if seed is not None:
+            set_rnd(self.dataset_a, seed + 1)
+            set_rnd(self.dataset_b, seed + 2)
+        return self
 
     def __len__(self) -> int:
         return max(len(self.dataset_a), len(self.dataset_b))  # type: ignore[arg-type]

@@ -6,7 +6,6 @@ import contextlib
 from collections.abc import Iterable, Sequence
 
 import torch
-from monai.handlers import from_engine
 from monai.utils import optional_import
 from torch import nn
 
@@ -50,4 +49,13 @@ def attach_loss_averages(engine, names: Sequence[str], prefix: str = "epoch_") -
     MLflow) reads them at ``EPOCH_COMPLETED``.
     """
     for name in names:
-        Average(output_transform=from_engine([name], first=True)).attach(engine, f"{prefix}{name}")
+        Average(output_transform=_scalar_of(name)).attach(engine, f"{prefix}{name}")
+
+
+def _scalar_of(name: str):
+    """Read scalar ``name`` from a decollated (list of dicts) or plain (dict) engine output."""
+
+    def transform(output):
+        return output[0][name] if isinstance(output, list) else output[name]
+
+    return transform

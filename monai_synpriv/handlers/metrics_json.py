@@ -47,7 +47,8 @@ class MetricsJSONWriter:
         for name, value in metrics.items():
             if name.startswith(self.baseline_prefix):
                 continue
-            for base_name in [n for n in metrics if n.startswith(self.baseline_prefix) and n.endswith(name)]:
+            partners = [n for n in metrics if n.startswith(self.baseline_prefix) and n.rsplit("_", 1)[-1] == name]
+            for base_name in partners:
                 base = metrics[base_name]
                 better = value < base if name.lower() in self.lower_is_better else value > base
                 comparison[f"{name}_vs_{base_name}"] = {
@@ -58,5 +59,5 @@ class MetricsJSONWriter:
                 }
         write_json_atomic(
             self.path,
-            {"metrics": metrics, "comparison": comparison, **self.extra, "num_samples": engine.state.iteration},
+            {"metrics": metrics, "comparison": comparison, **self.extra, "num_iterations": engine.state.iteration},
         )

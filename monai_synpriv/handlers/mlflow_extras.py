@@ -88,9 +88,7 @@ class MLflowExtrasHandler:
 
         first = output[0] if isinstance(output, list) else output
         now = int(time.time() * 1000)
-        metrics = [
-            Metric(k, float(first[k]), now, engine.state.iteration) for k in self.iteration_keys if k in first
-        ]
+        metrics = [Metric(k, float(first[k]), now, engine.state.iteration) for k in self.iteration_keys if k in first]
         if metrics:
             handler.client.log_batch(handler.cur_run.info.run_id, metrics=metrics, params=[], tags=[])
 

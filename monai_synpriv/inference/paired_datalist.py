@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..utils.io import write_json_atomic
+from ..utils.io import sha256_file, write_json_atomic
 
-__all__ = ["plan_outputs", "pending_items", "write_paired_datalist", "default_output_ext"]
+__all__ = ["check_provenance", "default_output_ext", "pending_items", "plan_outputs", "write_paired_datalist"]
 
 _NIFTI = (".nii.gz", ".nii")
 
@@ -97,3 +97,44 @@ def write_paired_datalist(
         "missing": len(items) - len(done),
     }
     return write_json_atomic(path, record)
+
+
+MANIFEST = "translator_manifest.json"
+
+
+def check_provenance(
+    output_dir: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    items: Sequence[Mapping[str, Any]] = (),
+    output_key: str = "privileged",
+    overwrite: bool = False,
+) -> dict:
+    """
+    Make sure the synthetic images already in ``output_dir`` come from ``checkpoint`` before a re-run skips them.
+
+    ``output_dir/translator_manifest.json`` records the SHA-256 of the checkpoint that wrote the outputs. When it
+    names another checkpoint (the translator was retrained), the run stops with an explanation, or, with
+    ``overwrite=True``, the existing outputs of ``items`` are deleted so that all of them are translated again.
+    Returns the manifest (written atomically).
+    """
+    out = Path(output_dir)
+    digest = sha256_file(checkpoint)
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        import json
+
+        previous = json.loads(manifest_path.read_text())
+        if previous.get("checkpoint_sha256") != digest:
+            existing = [it[output_key] for it in items if os.path.exists(it[output_key])]
+            if not overwrite and existing:
+                raise RuntimeError(
+                    f"{out} holds {len(existing)} synthetic image(s) written by another translator checkpoint "
+                    f"({previous.get('checkpoint')}, sha256 {str(previous.get('checkpoint_sha256'))[:12]}...) than "
+                    f"{checkpoint} (sha256 {digest[:12]}...). Use another output_dir, or --overwrite True to "
+                    "translate everything again."
+                )
+            for path in existing:
+                os.remove(path)
+    manifest = {"checkpoint": os.path.abspath(str(checkpoint)), "checkpoint_sha256": digest}
+    write_json_atomic(manifest_path, manifest)
+    return manifest

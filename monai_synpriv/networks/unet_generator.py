@@ -16,7 +16,9 @@ class Pix2PixUNetGenerator(nn.Module):
     """
     The pix2pix U-Net: ``num_downs`` 4-wide stride-2 convolutions down to a 1-voxel bottleneck at the reference
     size (256 px with ``num_downs=8``), mirrored by transposed convolutions, with skip connections between
-    each pair. LeakyReLU(0.2) on the way down, ReLU on the way up, dropout in the three innermost up-blocks.
+    each pair. LeakyReLU(0.2) on the way down, ReLU on the way up, dropout in the up-blocks of the
+    ``num_downs - 5`` extra ``8 * channels`` levels around the innermost one (3 at the reference ``num_downs=8``,
+    none below 6).
 
     Widths follow the reference: ``channels * (1, 2, 4, 8, 8, ...)``.
 
@@ -27,7 +29,7 @@ class Pix2PixUNetGenerator(nn.Module):
         channels: width of the outermost layer (``ngf``).
         num_downs: number of down-samplings; spatial sizes must be divisible by ``2 ** num_downs``.
         norm: normalisation for inner layers (default batch norm, as in pix2pix; instance norm also works).
-        dropout: dropout of the three innermost up-blocks (reference 0.5).
+        dropout: dropout of those up-blocks (reference 0.5).
         output_act: ``"sigmoid"`` (default, images in [0, 1]), ``"tanh"`` or None.
     """
 
@@ -78,7 +80,7 @@ class Pix2PixUNetGenerator(nn.Module):
                     conv_t(c_in, widths[i - 1], kernel_size=4, stride=2, padding=1, bias=bias),
                     get_norm_layer(norm, spatial_dims, widths[i - 1]),
                 ]
-                if dropout > 0 and i >= num_downs - 3 and num_downs > 4:
+                if dropout > 0 and 4 <= i <= num_downs - 2:  # the reference's extra ngf*8 blocks (not innermost)
                     layers.append(nn.Dropout(dropout))
             up.append(nn.Sequential(*layers))
         self.up = nn.ModuleList(up)

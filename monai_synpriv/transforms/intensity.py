@@ -68,9 +68,9 @@ class ForegroundPercentileNormalize(Transform):
         fg = img[img > self.threshold]
         if fg.numel() == 0:
             raise ValueError(f"image has no foreground above threshold={self.threshold}.")
-        lo, hi = torch.quantile(fg.float(), torch.tensor([self.lower, self.upper], dtype=torch.float32) / 100.0)
+        lo, hi = (float(v) for v in np.percentile(fg.detach().float().cpu().numpy(), [self.lower, self.upper]))
         if hi <= lo:
-            raise ValueError(f"image foreground is constant ({float(lo)}): cannot normalise.")
+            raise ValueError(f"image foreground is constant ({lo}): cannot normalise.")
         out = (img - lo) / (hi - lo) * (self.b_max - self.b_min) + self.b_min
         out = torch.where(img > self.threshold, out, torch.full_like(out, self.b_min))
         if self.clip:
@@ -129,11 +129,11 @@ class IntensityMatch(Transform):
             std = src.std() if src.numel() > 1 else src.new_tensor(0.0)
             scale = tgt.std() / std if std > 0 else src.new_tensor(0.0)
             mapped = (src - src.mean()) * scale + tgt.mean()
-        else:
-            q = torch.linspace(0, 1, self.n_quantiles)
-            qs, qt = torch.quantile(src, q), torch.quantile(tgt, q)
-            mapped = torch.from_numpy(np.interp(src.numpy(), qs.numpy(), qt.numpy())).float()
-        out[fx] = mapped.to(out.dtype)
+        else:  # quantile mapping on the host (runs once per image in evaluation, never in training)
+            s_np, t_np = src.detach().cpu().numpy(), tgt.detach().cpu().numpy()
+            q = np.linspace(0, 100, self.n_quantiles)
+            mapped = torch.from_numpy(np.interp(s_np, np.percentile(s_np, q), np.percentile(t_np, q))).float()
+        out[fx] = mapped.to(device=out.device, dtype=out.dtype)
         return out
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "require_file", "write_json_atomic"]
+__all__ = ["atomic_path", "require_file", "sha256_file", "write_json_atomic"]
 
 
 @contextlib.contextmanager
@@ -22,8 +22,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     suffix = "".join(path.suffixes) or ".tmp"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=suffix, dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: give the file the permissions a plain open() would
     try:
         yield tmp
+        with open(tmp, "rb+") as f:  # on disk before it replaces the previous version
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -45,3 +50,14 @@ def require_file(path: str | os.PathLike, what: str = "file") -> str:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     return str(path)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file (identifies a checkpoint in provenance records)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
