@@ -1,7 +1,19 @@
-"""Losses. Adversarial terms reuse MONAI's ``PatchAdversarialLoss``."""
+"""Losses. Adversarial terms reuse MONAI's ``PatchAdversarialLoss``, Barlow Twins MONAI's ``BarlowTwinsLoss``."""
 
 from .adversarial import DiscriminatorLoss, last_output, make_adversarial_loss
+from .contrastive import CrossViewInfoNCELoss, MultiBranchBarlowTwinsLoss
 from .cyclegan import CycleGANGeneratorLoss
 from .pix2pix import Pix2PixGeneratorLoss
+from .vicreg import MultiBranchVICRegLoss, vicreg_terms
 
-__all__ = ["CycleGANGeneratorLoss", "DiscriminatorLoss", "Pix2PixGeneratorLoss", "last_output", "make_adversarial_loss"]
+__all__ = [
+    "CrossViewInfoNCELoss",
+    "CycleGANGeneratorLoss",
+    "DiscriminatorLoss",
+    "MultiBranchBarlowTwinsLoss",
+    "MultiBranchVICRegLoss",
+    "Pix2PixGeneratorLoss",
+    "last_output",
+    "make_adversarial_loss",
+    "vicreg_terms",
+]
