@@ -28,8 +28,8 @@ class CrossViewInfoNCELoss(nn.Module):
     """
     N-branch InfoNCE with negatives across views only: for every ordered pair of branches (i, j), sample ``b`` of
     branch i must pick sample ``b`` of branch j among all B samples of branch j, with cosine similarity divided by
-    ``temperature`` as logits (cross-entropy). The loss is the mean over the N(N-1) ordered pairs. With two branches this is the
-    symmetric CLIP/ConVIRT-style loss (SimCLR without within-view negatives).
+    ``temperature`` as logits (cross-entropy). The loss is the mean over the N(N-1) ordered pairs. With two branches
+    this is the symmetric CLIP/ConVIRT-style loss (SimCLR without within-view negatives).
 
     Args:
         temperature: softmax temperature (TriDeNT default 0.5).
