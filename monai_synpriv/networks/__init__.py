@@ -1,6 +1,21 @@
 """Networks (``nn.Module`` s only, no training logic)."""
 
+from .multibranch import (
+    RESNET_FEATURES,
+    MultiBranchSSLNet,
+    ProjectionHead,
+    build_multibranch_resnet,
+    make_resnet_encoder,
+)
 from .resnet_generator import CycleGANResNetGenerator
 from .unet_generator import Pix2PixUNetGenerator
 
-__all__ = ["CycleGANResNetGenerator", "Pix2PixUNetGenerator"]
+__all__ = [
+    "RESNET_FEATURES",
+    "CycleGANResNetGenerator",
+    "MultiBranchSSLNet",
+    "Pix2PixUNetGenerator",
+    "ProjectionHead",
+    "build_multibranch_resnet",
+    "make_resnet_encoder",
+]
