@@ -1,4 +1,4 @@
-"""MONAI ``Trainer`` subclasses for image translation."""
+"""MONAI ``Trainer`` subclasses: image translation (CycleGAN, pix2pix) and multi-branch self-supervised learning."""
 
 from .base import TranslationTrainerBase
 from .cyclegan_trainer import CycleGANTrainer
@@ -6,11 +6,13 @@ from .image_pool import ImagePool
 from .keys import TranslationIterationEvents, TranslationKeys
 from .lr_schedule import ConstantThenLinearDecay
 from .pix2pix_trainer import Pix2PixTrainer
+from .ssl_trainer import MultiBranchSSLTrainer
 
 __all__ = [
     "ConstantThenLinearDecay",
     "CycleGANTrainer",
     "ImagePool",
+    "MultiBranchSSLTrainer",
     "Pix2PixTrainer",
     "TranslationIterationEvents",
     "TranslationKeys",
