@@ -1,4 +1,5 @@
 import json
+import os
 
 import nibabel as nib
 import numpy as np
@@ -167,3 +168,34 @@ def test_unpaired_dataset_seeds_each_domains_augmentation():
     np.testing.assert_array_equal(np.asarray(x["A"]), np.asarray(y["A"]))
     assert not np.array_equal(np.asarray(x["A"]), np.asarray(z["A"])), "worker seeds must reach the transforms"
     assert not np.array_equal(np.asarray(x["A"]), np.asarray(x["B"])), "the two domains need different streams"
+
+
+def test_brain_tumor_datalist_drops_leaked_test_files(tmp_path_factory):
+    import csv
+
+    from conftest import DATA, require
+
+    from monai_synpriv.data import BRAIN_TUMOR_CLASSES, load_datalist_section, prepare_brain_tumor_mri
+
+    root = require(DATA / "brain_tumor_mri_4class")
+    cache = tmp_path_factory.mktemp("brain_tumor")
+    path = prepare_brain_tumor_mri(root, cache)
+    data = json.loads(open(path).read())
+    rows = list(csv.DictReader(open(root / "index.csv")))
+    leaked = {r["path"] for r in rows if r["split"] == "Testing" and r["identical_in_other_split"] == "1"}
+    assert len(leaked) == 216 and set(data["dropped"]["identical_to_training"]) == leaked
+    test = load_datalist_section(path, "test")
+    assert len(test) == 1311 - 216
+    train_md5 = {r["md5"] for r in rows if r["split"] == "Training"}
+    test_md5 = {r["md5"] for r in rows if r["split"] == "Testing" and r["path"] not in leaked}
+    assert not train_md5 & test_md5, "a test image is byte-identical to a training image"
+    assert len(data["training"]) + len(data["validation"]) == 5708
+    assert data["classes"] == list(BRAIN_TUMOR_CLASSES)
+    assert {e["label"] for e in test} == {0, 1, 2, 3}
+    assert all(os.path.isfile(e["image"]) for e in test[:20])
+    # validation keeps the class balance of training (stratified)
+    frac = [sum(e["label"] == c for e in data["validation"]) / len(data["validation"]) for c in range(4)]
+    frac_tr = [sum(e["label"] == c for e in data["training"]) / len(data["training"]) for c in range(4)]
+    assert np.allclose(frac, frac_tr, atol=0.01)
+    mtime = os.stat(path).st_mtime_ns
+    assert prepare_brain_tumor_mri(root, cache) == path and os.stat(path).st_mtime_ns == mtime

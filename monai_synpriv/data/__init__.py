@@ -1,5 +1,6 @@
 """Datalists, public-set readers, input checks and unpaired sampling."""
 
+from .brain_tumor import BRAIN_TUMOR_CLASSES, prepare_brain_tumor_mri
 from .checks import InputDataError, check_images, check_translation_inputs
 from .datalist import (
     IMAGE_SUFFIXES,
@@ -20,6 +21,8 @@ from .slices import foreground_fraction, load_normalized_volume, save_slice, sel
 from .unpaired import UnpairedDataset
 
 __all__ = [
+    "BRAIN_TUMOR_CLASSES",
+    "prepare_brain_tumor_mri",
     "CONTRASTS",
     "IMAGE_SUFFIXES",
     "InputDataError",
