@@ -9,6 +9,7 @@ from .intensity import (
     IntensityMatchd,
 )
 from .io import SaveToPathd, write_image
+from .views import RandInvertd, SynthesizePrivilegedd, view_augmentations
 
 __all__ = [
     "AsGrayscale",
@@ -17,6 +18,9 @@ __all__ = [
     "ForegroundPercentileNormalized",
     "IntensityMatch",
     "IntensityMatchd",
+    "RandInvertd",
     "SaveToPathd",
+    "SynthesizePrivilegedd",
+    "view_augmentations",
     "write_image",
 ]
