@@ -1,7 +1,16 @@
 """Ignite handlers (attach to any MONAI engine)."""
 
+from .collapse_monitor import EmbeddingCollapseMonitor, effective_rank, embedding_std
 from .image_grid import TranslationGridSaver
 from .metrics_json import MetricsJSONWriter
 from .mlflow_extras import MLflowExtrasHandler, find_mlflow_handler
 
-__all__ = ["MLflowExtrasHandler", "MetricsJSONWriter", "TranslationGridSaver", "find_mlflow_handler"]
+__all__ = [
+    "EmbeddingCollapseMonitor",
+    "MLflowExtrasHandler",
+    "MetricsJSONWriter",
+    "TranslationGridSaver",
+    "effective_rank",
+    "embedding_std",
+    "find_mlflow_handler",
+]
