@@ -8,10 +8,12 @@ from .datalist import (
     load_datalist_section,
     load_image_list,
     pair_datalists,
+    probe_items,
     write_datalist,
 )
 from .multicontrast import (
     CONTRASTS,
+    authentic_pairs_datalist,
     list_subjects,
     multicontrast_volume_datalist,
     prepare_multicontrast_slices,
@@ -21,6 +23,7 @@ from .slices import foreground_fraction, load_normalized_volume, save_slice, sel
 from .unpaired import UnpairedDataset
 
 __all__ = [
+    "authentic_pairs_datalist",
     "BRAIN_TUMOR_CLASSES",
     "prepare_brain_tumor_mri",
     "CONTRASTS",
@@ -37,6 +40,7 @@ __all__ = [
     "load_normalized_volume",
     "multicontrast_volume_datalist",
     "pair_datalists",
+    "probe_items",
     "prepare_multicontrast_slices",
     "save_slice",
     "select_slices",

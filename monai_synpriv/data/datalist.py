@@ -148,3 +148,31 @@ def pair_datalists(items_a: list[dict], items_b: list[dict], on: tuple[str, ...]
     if not pairs:
         raise ValueError(f"no entries of the two datalists match on {on}: they are not paired data.")
     return pairs
+
+
+def probe_items(
+    datalist: str | os.PathLike,
+    train_section: str = "training",
+    test_section: str = "test",
+    max_train: int | None = None,
+    max_test: int | None = None,
+    label_key: str = "label",
+) -> list[dict]:
+    """Labelled entries for probe evaluation: ``train_section`` and ``test_section`` of a datalist JSON, each entry
+    tagged ``split`` (its section name), optionally subsampled evenly. Labels must be integers.
+
+    Raises:
+        ValueError: an empty section, or an entry without an integer label (the file and entry are named).
+    """
+    out = []
+    for section, limit in ((train_section, max_train), (test_section, max_test)):
+        items = load_image_list(datalist, key="image", section=section, max_items=limit)
+        for i, item in enumerate(items):
+            label = item.get(label_key)
+            if isinstance(label, bool) or not isinstance(label, int):
+                raise ValueError(
+                    f"datalist {datalist} section {section!r} entry {i}: {label_key!r} must be an "
+                    f"integer class index, got {label!r}."
+                )
+            out.append({**item, "split": section})
+    return out

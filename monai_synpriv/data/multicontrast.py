@@ -17,6 +17,7 @@ from .datalist import write_datalist
 from .slices import load_normalized_volume, save_slice, select_slices
 
 __all__ = [
+    "authentic_pairs_datalist",
     "CONTRASTS",
     "list_subjects",
     "split_subjects",
@@ -155,3 +156,34 @@ def prepare_multicontrast_slices(
             else:
                 sections["validation"].append({key_a: pa, key_b: pb, "subject": subject, "slice": idx})
     return write_datalist(out_json, sections)
+
+
+def authentic_pairs_datalist(
+    prepared_datalist: str | os.PathLike,
+    out_path: str | os.PathLike,
+    section: str = "training",
+    primary_key: str = "image",
+    privileged_key: str = "privileged",
+) -> str:
+    """Turn the slice datalist of :func:`prepare_multicontrast_slices` into a *paired* datalist of real
+    (primary, privileged) slices of the training subjects, in the format the translator's inference writes
+    (``{"training": [{"image", "privileged", "subject", "slice"}]}``): the "authentic pairs" arm of the
+    synthetic-privileged-information experiment. Held-out subjects are not included. Returns the path."""
+    from .datalist import load_image_list, pair_datalists
+
+    src = Path(prepared_datalist)
+    params = json.loads(src.read_text())["params"]
+    a = load_image_list(src, key=primary_key, section="training_a", source_key=params["key_a"])
+    b = load_image_list(src, key=privileged_key, section="training_b", source_key=params["key_b"])
+    pairs = pair_datalists(a, b, on=("subject", "slice"))
+    for p in pairs:  # absolute: the new JSON lives elsewhere than the slice datalist
+        p[primary_key], p[privileged_key] = os.path.abspath(p[primary_key]), os.path.abspath(p[privileged_key])
+    return write_datalist(
+        out_path,
+        {
+            section: pairs,
+            "keys": {"primary": primary_key, "privileged": privileged_key},
+            "source": str(src),
+            "params": params,
+        },
+    )

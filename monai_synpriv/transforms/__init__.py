@@ -9,7 +9,7 @@ from .intensity import (
     IntensityMatchd,
 )
 from .io import SaveToPathd, write_image
-from .views import RandInvertd, SynthesizePrivilegedd, view_augmentations
+from .views import RandInvertd, SynthesizePrivilegedd, multiview_transforms, view_augmentations
 
 __all__ = [
     "AsGrayscale",
@@ -21,6 +21,7 @@ __all__ = [
     "RandInvertd",
     "SaveToPathd",
     "SynthesizePrivilegedd",
+    "multiview_transforms",
     "view_augmentations",
     "write_image",
 ]

@@ -23,7 +23,7 @@ from monai.transforms import (
 from monai.utils import convert_to_tensor
 from torch import nn
 
-__all__ = ["RandInvertd", "SynthesizePrivilegedd", "view_augmentations"]
+__all__ = ["RandInvertd", "SynthesizePrivilegedd", "multiview_transforms", "view_augmentations"]
 
 
 class RandInvertd(RandomizableTransform, MapTransform):
@@ -141,3 +141,27 @@ class SynthesizePrivilegedd(MapTransform):
         out = out[(slice(None), *[slice(0, s) for s in spatial])]
         d[self.output_key] = x.clone().copy_(out) if out.shape == x.shape else out
         return d
+
+
+def multiview_transforms(
+    branch_keys: Sequence[str],
+    spatial_size: Sequence[int],
+    primary_key: str = "image",
+    **augmentation,
+) -> list[Transform]:
+    """
+    The view-making part of an SSL pipeline: every branch key missing from the data is a copy of ``primary_key``
+    (e.g. ``["image", "image_2", "privileged"]``: ``image_2`` is a second view of the primary image), then each
+    branch gets its own augmentation chain (:func:`view_augmentations`, keyword arguments passed on), so that the
+    branches are augmented independently after pairing.
+    """
+    from monai.transforms import CopyItemsd
+
+    keys = list(branch_keys)
+    if primary_key not in keys:
+        raise ValueError(f"branch_keys {keys} must include the primary key {primary_key!r}.")
+    copies = [k for k in keys if k != primary_key and k.startswith(f"{primary_key}_")]
+    chain: list[Transform] = [CopyItemsd(primary_key, times=len(copies), names=copies)] if copies else []
+    for k in keys:
+        chain += view_augmentations(k, spatial_size, **augmentation)
+    return chain
