@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,21 @@ def slice_datalist(tmp_path_factory, multicontrast_dir) -> Path:
 
     cache = tmp_path_factory.mktemp("slices")
     return Path(prepare_multicontrast_slices(multicontrast_dir, cache))
+
+
+def bundle(*args: str, cwd: Path = BUNDLE, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"bundle command failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def expr(path: Path) -> str:
+    """``--output_dir`` given as an expression, so that MONAI logs the executed config to MLflow."""
+    return f"$'{path}'"

@@ -5,35 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLE, REPO
+from conftest import BUNDLE, REPO, bundle, expr
 
 TINY = ["--ngf", "4", "--num_res_blocks", "1", "--image_size", "[32,32]"]
-
-
-def bundle(*args: str, cwd: Path = BUNDLE, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "monai.bundle", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"bundle command failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
-        )
-    return proc
-
-
-def expr(path: Path) -> str:
-    """``--output_dir`` given as an expression, so that MONAI logs the executed config to MLflow."""
-    return f"$'{path}'"
 
 
 @pytest.fixture(scope="module")

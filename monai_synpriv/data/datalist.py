@@ -157,9 +157,11 @@ def probe_items(
     max_train: int | None = None,
     max_test: int | None = None,
     label_key: str = "label",
+    num_classes: int | None = None,
 ) -> list[dict]:
     """Labelled entries for probe evaluation: ``train_section`` and ``test_section`` of a datalist JSON, each entry
-    tagged ``split`` (its section name), optionally subsampled evenly. Labels must be integers.
+    tagged ``split`` (its section name), optionally subsampled evenly. Labels must be integers (in
+    ``0..num_classes-1`` when ``num_classes`` is given).
 
     Raises:
         ValueError: an empty section, or an entry without an integer label (the file and entry are named).
@@ -169,6 +171,11 @@ def probe_items(
         items = load_image_list(datalist, key="image", section=section, max_items=limit)
         for i, item in enumerate(items):
             label = item.get(label_key)
+            if num_classes is not None and isinstance(label, int) and not 0 <= label < num_classes:
+                raise ValueError(
+                    f"datalist {datalist} section {section!r} entry {i} ({item.get('image')}): label {label} is out "
+                    f"of range 0..{num_classes - 1}."
+                )
             if isinstance(label, bool) or not isinstance(label, int):
                 raise ValueError(
                     f"datalist {datalist} section {section!r} entry {i}: {label_key!r} must be an "

@@ -1,0 +1,215 @@
+"""The multimodal SSL bundle as users run it: train on real authentic MRI pairs, probe on real labelled MRI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import DATA, REPO, bundle, expr, require
+
+SSL = REPO / "bundles" / "multimodal_ssl"
+TINY = ["--depth", "10", "--projector_dims", "[32,32]", "--image_size", "[32,32]"]
+
+
+@pytest.fixture(scope="module")
+def ssl_run(tmp_path_factory, slice_datalist):
+    require(DATA / "brain_tumor_mri_4class" / "brain_tumor_mri_224.tar")
+    root = tmp_path_factory.mktemp("ssl")
+    bundle(
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--bundle_root",
+        str(SSL),
+        *TINY,
+        "--load_size",
+        "[36,36]",
+        "--max_items",
+        "64",
+        "--batch_size",
+        "16",
+        "--max_epochs",
+        "3",
+        "--contrast_b",
+        "t2f",
+        "--cache_dir",
+        str(slice_datalist.parent),
+        "--ckpt_dir",
+        str(root / "models"),
+        "--output_dir",
+        expr(root / "train"),
+        "--tracking",
+        "mlflow",
+        cwd=SSL,
+    )
+    return root
+
+
+def _run(db):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("monai_experiment")
+    (run,) = client.search_runs([exp.experiment_id])
+    return client, run
+
+
+def test_train_logs_losses_and_collapse_monitor(ssl_run):
+    client, run = _run(ssl_run / "train" / "mlruns.db")
+    assert run.info.status == "FINISHED"
+    loss = [m.value for m in client.get_metric_history(run.info.run_id, "epoch_loss")]
+    assert len(loss) == 3 and loss[-1] < loss[0], f"VICReg loss should fall over 3 epochs: {loss}"
+    for name in ("embedding_std", "embedding_effective_rank", "epoch_loss_variance", "loss_invariance"):
+        assert client.get_metric_history(run.info.run_id, name), name
+    assert run.data.params["encoder_indices"] == "[0, 0, 1]"
+    state = torch.load(ssl_run / "models" / "model.pt", weights_only=True)
+    assert any(k.startswith("conv1") for k in state), "model.pt must hold the primary encoder alone"
+
+
+def test_probe_evaluation_beats_majority_and_logs(ssl_run, tmp_path):
+    cache = tmp_path / "bt"
+    bundle(
+        "run",
+        "--config_file",
+        "configs/evaluate.json",
+        "--bundle_root",
+        str(SSL),
+        "--depth",
+        "10",
+        "--image_size",
+        "[32,32]",
+        "--max_train",
+        "240",
+        "--max_test",
+        "120",
+        "--mlp_epochs",
+        "30",
+        "--cache_dir",
+        str(cache),
+        "--ckpt_dir",
+        str(ssl_run / "models"),
+        "--output_dir",
+        expr(tmp_path / "ev"),
+        "--tracking",
+        "mlflow",
+        cwd=SSL,
+    )
+    result = json.loads((tmp_path / "ev" / "probes" / "probe_metrics.json").read_text())
+    majority = result["majority_rate"]
+    assert result["num_train"] == 240 and result["num_test"] == 120
+    assert result["probes"]["linear"]["accuracy"] > majority + 0.1
+    client, run = _run(tmp_path / "ev" / "mlruns.db")
+    assert run.data.metrics["linear_accuracy"] == pytest.approx(result["probes"]["linear"]["accuracy"])
+    arts = [a.path for a in client.list_artifacts(run.info.run_id, "probes")]
+    assert "probes/embedding_tsne.png" in arts and "probes/confusion_linear.png" in arts
+    # error reduction against a named baseline run (here: itself, so exactly 1)
+    bundle(
+        "run",
+        "--config_file",
+        "configs/evaluate.json",
+        "--bundle_root",
+        str(SSL),
+        "--depth",
+        "10",
+        "--image_size",
+        "[32,32]",
+        "--max_train",
+        "240",
+        "--max_test",
+        "120",
+        "--mlp_epochs",
+        "30",
+        "--probes",
+        "['linear']",
+        "--cache_dir",
+        str(cache),
+        "--ckpt_dir",
+        str(ssl_run / "models"),
+        "--output_dir",
+        expr(tmp_path / "ev2"),
+        "--baseline_metrics",
+        str(tmp_path / "ev" / "probes" / "probe_metrics.json"),
+        "--baseline_name",
+        "itself",
+        cwd=SSL,
+    )
+    again = json.loads((tmp_path / "ev2" / "probes" / "probe_metrics.json").read_text())
+    assert again["probes"]["linear"]["error_reduction_vs_itself"] == pytest.approx(1.0)
+
+
+def test_bad_inputs_fail_before_training(tmp_path, slice_datalist):
+    pairs = json.loads(slice_datalist.read_text())
+    entries = [{"image": str(slice_datalist.parent / e["A"]), "subject": e["subject"]} for e in pairs["training_a"][:4]]
+    bad = tmp_path / "pairs.json"
+    bad.write_text(json.dumps({"training": entries}))
+    proc = bundle(
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--bundle_root",
+        str(SSL),
+        *TINY,
+        "--datalist",
+        str(bad),
+        "--ckpt_dir",
+        str(tmp_path / "m"),
+        "--output_dir",
+        expr(tmp_path / "o"),
+        cwd=SSL,
+        check=False,
+    )
+    assert proc.returncode != 0 and "entry 0 has no key 'privileged'" in proc.stderr
+    assert not (tmp_path / "m").exists()
+    labels = tmp_path / "labels.json"
+    labels.write_text(
+        json.dumps(
+            {
+                "training": [{"image": entries[0]["image"], "label": 0}, {"image": entries[1]["image"], "label": 1}],
+                "test": [{"image": entries[2]["image"], "label": 7}],
+            }
+        )
+    )
+    proc = bundle(
+        "run",
+        "--config_file",
+        "configs/evaluate.json",
+        "--bundle_root",
+        str(SSL),
+        "--labelled_datalist",
+        str(labels),
+        "--class_names",
+        "['a','b']",
+        "--ckpt_dir",
+        str(tmp_path / "nomodel"),
+        "--output_dir",
+        expr(tmp_path / "o2"),
+        cwd=SSL,
+        check=False,
+    )
+    assert proc.returncode != 0 and "primary-encoder checkpoint" in proc.stderr
+    from monai_synpriv.networks import make_resnet_encoder
+
+    (tmp_path / "enc").mkdir()
+    torch.save(make_resnet_encoder(2, 1, 10).state_dict(), tmp_path / "enc" / "model.pt")
+    proc = bundle(
+        "run",
+        "--config_file",
+        "configs/evaluate.json",
+        "--bundle_root",
+        str(SSL),
+        "--depth",
+        "10",
+        "--labelled_datalist",
+        str(labels),
+        "--class_names",
+        "['a','b']",
+        "--ckpt_dir",
+        str(tmp_path / "enc"),
+        "--output_dir",
+        expr(tmp_path / "o3"),
+        cwd=SSL,
+        check=False,
+    )
+    assert proc.returncode != 0 and "label 7 is out of range 0..1" in proc.stderr
+    assert "Iteration" not in proc.stdout + proc.stderr, "the error must come before feature extraction"
