@@ -11,6 +11,7 @@ from .datalist import (
     probe_items,
     write_datalist,
 )
+from .medmnist import prepare_medmnist
 from .multicontrast import (
     CONTRASTS,
     authentic_pairs_datalist,
@@ -41,6 +42,7 @@ __all__ = [
     "multicontrast_volume_datalist",
     "pair_datalists",
     "probe_items",
+    "prepare_medmnist",
     "prepare_multicontrast_slices",
     "save_slice",
     "select_slices",
