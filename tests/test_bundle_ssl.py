@@ -213,3 +213,85 @@ def test_bad_inputs_fail_before_training(tmp_path, slice_datalist):
     )
     assert proc.returncode != 0 and "label 7 is out of range 0..1" in proc.stderr
     assert "Iteration" not in proc.stdout + proc.stderr, "the error must come before feature extraction"
+
+
+def test_resume_continues_ssl_training(tmp_path, slice_datalist):
+    common = [
+        "run",
+        "--config_file",
+        "configs/train.json",
+        "--bundle_root",
+        str(SSL),
+        *TINY,
+        "--load_size",
+        "[36,36]",
+        "--max_items",
+        "32",
+        "--batch_size",
+        "16",
+        "--cache_dir",
+        str(slice_datalist.parent),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "o"),
+    ]
+    bundle(*common, "--max_epochs", "1", cwd=SSL)
+    proc = bundle(*common, "--max_epochs", "2", "--resume", "True", cwd=SSL)
+    log = proc.stdout + proc.stderr
+    assert "checkpoint_epoch=1.pt" in log and "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
+
+
+def test_3d_overlays_train_on_volumes_and_probe_adrenalmnist3d(tmp_path, multicontrast_dir):
+    require(DATA / "medmnist" / "adrenalmnist3d.npz")
+    bundle(
+        "run",
+        "--config_file",
+        "['configs/train.json','configs/train_3d.json']",
+        "--bundle_root",
+        str(SSL),
+        "--projector_dims",
+        "[16,16]",
+        "--image_size",
+        "[16,16,16]",
+        "--patch_size",
+        "[24,24,24]",
+        "--max_epochs",
+        "1",
+        "--epoch_length",
+        "2",
+        "--dataset_dir",
+        str(multicontrast_dir),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "train"),
+        cwd=SSL,
+    )
+    bundle(
+        "run",
+        "--config_file",
+        "['configs/evaluate.json','configs/evaluate_3d.json']",
+        "--bundle_root",
+        str(SSL),
+        "--image_size",
+        "[16,16,16]",
+        "--max_train",
+        "60",
+        "--max_test",
+        "30",
+        "--mlp_epochs",
+        "5",
+        "--probes",
+        "['linear','knn']",
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--output_dir",
+        expr(tmp_path / "eval"),
+        cwd=SSL,
+    )
+    result = json.loads((tmp_path / "eval" / "probes" / "probe_metrics.json").read_text())
+    assert result["num_train"] == 60 and result["num_test"] == 30 and result["feature_dim"] == 512
+    assert result["class_names"] == ["normal", "adrenal mass"]

@@ -199,3 +199,21 @@ def test_brain_tumor_datalist_drops_leaked_test_files(tmp_path_factory):
     assert np.allclose(frac, frac_tr, atol=0.01)
     mtime = os.stat(path).st_mtime_ns
     assert prepare_brain_tumor_mri(root, cache) == path and os.stat(path).st_mtime_ns == mtime
+
+
+def test_prepare_medmnist_writes_official_splits(tmp_path):
+    from conftest import DATA, require
+
+    from monai_synpriv.data import prepare_medmnist
+
+    npz = require(DATA / "medmnist" / "breastmnist.npz")
+    path = prepare_medmnist(npz, tmp_path)
+    data = json.loads(open(path).read())
+    assert [len(data[s]) for s in ("training", "validation", "test")] == [546, 78, 156]
+    ref = np.load(npz)
+    first = load_image_list(path, key="image", section="test")[0]
+    img = nib.load(first["image"]).get_fdata()
+    np.testing.assert_allclose(img, ref["test_images"][0] / 255.0, atol=1e-6)
+    assert first["label"] == int(ref["test_labels"][0][0])
+    with pytest.raises(FileNotFoundError, match="nothing.npz"):
+        prepare_medmnist(tmp_path / "nothing.npz", tmp_path)
