@@ -67,9 +67,9 @@ def test_train_logs_losses_and_collapse_monitor(ssl_run):
     assert any(k.startswith("conv1") for k in state), "model.pt must hold the primary encoder alone"
 
 
-def test_probe_evaluation_beats_majority_and_logs(ssl_run, tmp_path):
-    cache = tmp_path / "bt"
-    bundle(
+def _evaluate(ckpt_dir, out_dir, cache, *extra):
+    """evaluate.json at test size: 240 probe-training and 120 test images of the real brain-tumour set."""
+    return bundle(
         "run",
         "--config_file",
         "configs/evaluate.json",
@@ -88,13 +88,17 @@ def test_probe_evaluation_beats_majority_and_logs(ssl_run, tmp_path):
         "--cache_dir",
         str(cache),
         "--ckpt_dir",
-        str(ssl_run / "models"),
+        str(ckpt_dir),
         "--output_dir",
-        expr(tmp_path / "ev"),
-        "--tracking",
-        "mlflow",
+        expr(out_dir),
+        *extra,
         cwd=SSL,
     )
+
+
+def test_probe_evaluation_beats_majority_and_logs(ssl_run, tmp_path):
+    cache = tmp_path / "bt"
+    _evaluate(ssl_run / "models", tmp_path / "ev", cache, "--tracking", "mlflow")
     result = json.loads((tmp_path / "ev" / "probes" / "probe_metrics.json").read_text())
     majority = result["majority_rate"]
     assert result["num_train"] == 240 and result["num_test"] == 120
@@ -104,35 +108,17 @@ def test_probe_evaluation_beats_majority_and_logs(ssl_run, tmp_path):
     arts = [a.path for a in client.list_artifacts(run.info.run_id, "probes")]
     assert "probes/embedding_tsne.png" in arts and "probes/confusion_linear.png" in arts
     # error reduction against a named baseline run (here: itself, so exactly 1)
-    bundle(
-        "run",
-        "--config_file",
-        "configs/evaluate.json",
-        "--bundle_root",
-        str(SSL),
-        "--depth",
-        "10",
-        "--image_size",
-        "[32,32]",
-        "--max_train",
-        "240",
-        "--max_test",
-        "120",
-        "--mlp_epochs",
-        "30",
+    baseline = tmp_path / "ev" / "probes" / "probe_metrics.json"
+    _evaluate(
+        ssl_run / "models",
+        tmp_path / "ev2",
+        cache,
         "--probes",
         "['linear']",
-        "--cache_dir",
-        str(cache),
-        "--ckpt_dir",
-        str(ssl_run / "models"),
-        "--output_dir",
-        expr(tmp_path / "ev2"),
         "--baseline_metrics",
-        str(tmp_path / "ev" / "probes" / "probe_metrics.json"),
+        str(baseline),
         "--baseline_name",
         "itself",
-        cwd=SSL,
     )
     again = json.loads((tmp_path / "ev2" / "probes" / "probe_metrics.json").read_text())
     assert again["probes"]["linear"]["error_reduction_vs_itself"] == pytest.approx(1.0)
