@@ -34,10 +34,15 @@ def save_image_grid(
     vmin: float | None = 0.0,
     vmax: float | None = 1.0,
     title: str | None = None,
+    orientation: str = "medical",
 ) -> str:
     """Save a grid (rows x columns of channel-first images) as a PNG, atomically. Images are shown in grey with a
     shared intensity window ``vmin``..``vmax`` (None: each image's own range); 2D arrays are shown as images, in
-    MONAI's (H, W) = (rows, columns) orientation transposed so that axial slices look as radiologists expect."""
+    MONAI's (H, W) = (rows, columns) orientation transposed so that axial slices look as radiologists expect
+    (``orientation="medical"``), or as stored (``orientation="picture"``: arrays read as (rows, columns), e.g. by PIL).
+    """
+    if orientation not in ("medical", "picture"):
+        raise ValueError(f"orientation must be 'medical' or 'picture', got {orientation!r}.")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +58,14 @@ def save_image_grid(
             ax.set_xticks([])
             ax.set_yticks([])
             if c < len(row):
-                ax.imshow(np.rot90(to_display(row[c])), cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+                img = to_display(row[c])
+                ax.imshow(
+                    np.rot90(img) if orientation == "medical" else img,
+                    cmap="gray",
+                    vmin=vmin,
+                    vmax=vmax,
+                    interpolation="nearest",
+                )
             if r == 0 and column_titles is not None and c < len(column_titles):
                 ax.set_title(column_titles[c], fontsize=9)
             if c == 0 and row_titles is not None and r < len(row_titles):

@@ -1,0 +1,100 @@
+"""Pipeline profiles (``configs/pipeline/<name>.json``): what runs, at which scale, with which bundle overrides."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .arms import get_arms
+
+__all__ = ["PROFILE_KEYS", "default_profile_dir", "load_profile", "profile_digest"]
+
+#: Every key a profile may hold; sections ending in an override dict are passed to the bundle as is.
+PROFILE_KEYS = {
+    "description": "free text",
+    "seeds": "SSL and probe seeds (one SSL run per arm and seed)",
+    "arms": "arms of the experiment matrix (see monai_synpriv.pipeline.arms.ARMS)",
+    "random_init_baseline": "also probe a randomly initialised encoder per seed",
+    "embedding_plot_seeds": "seeds whose evaluations draw a t-SNE plot",
+    "data": "multicontrast_dir, downstream_dir (relative to the data root or absolute), contrast_a, contrast_b, "
+    "max_downstream",
+    "translator_train": "overrides of bundles/unpaired_translator/configs/train.json",
+    "translator_net": "generator overrides shared by the translator's train, evaluate and inference configs",
+    "translator_evaluate": "overrides of the translator's evaluation on the held-out multi-contrast subject",
+    "synthesis": "overrides of bundles/unpaired_translator/configs/inference.json for the downstream set",
+    "ssl_train": "overrides of bundles/multimodal_ssl/configs/train.json (same for every arm: the same budget)",
+    "ssl_evaluate": "overrides of bundles/multimodal_ssl/configs/evaluate.json",
+}
+_DATA_KEYS = {"multicontrast_dir", "downstream_dir", "contrast_a", "contrast_b", "max_downstream"}
+_DATA_DEFAULTS = {
+    "multicontrast_dir": "mri_brain_multicontrast",
+    "downstream_dir": "brain_tumor_mri_4class",
+    "contrast_a": "t1c",
+    "contrast_b": "t2w",
+    "max_downstream": None,
+}
+
+
+def default_profile_dir() -> Path:
+    """``configs/pipeline`` of the source tree this package was installed from."""
+    return Path(__file__).resolve().parents[2] / "configs" / "pipeline"
+
+
+def load_profile(profile: str | os.PathLike | dict) -> dict[str, Any]:
+    """
+    Load and check a profile: a name under ``configs/pipeline`` (``quick``, ``full``, ``tiny``), a JSON path or a
+    dict. Missing optional keys get their defaults.
+
+    Raises:
+        FileNotFoundError: no such profile (the available ones are listed).
+        ValueError: an unknown key, an unknown arm, no seeds, or a section that is not a dict (the key is named).
+    """
+    if isinstance(profile, dict):
+        prof, origin = copy.deepcopy(profile), "the given profile"
+    else:
+        path = Path(profile)
+        if not path.suffix:
+            path = default_profile_dir() / f"{profile}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in default_profile_dir().glob("*.json"))
+            raise FileNotFoundError(f"pipeline profile {profile!r} not found ({path}); available: {known}.")
+        prof, origin = json.loads(path.read_text()), str(path)
+        prof.setdefault("name", path.stem)
+    unknown = sorted(set(prof) - set(PROFILE_KEYS) - {"name"})
+    if unknown:
+        raise ValueError(f"{origin}: unknown key(s) {unknown}; a profile may hold {sorted(PROFILE_KEYS)}.")
+    seeds = prof.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"{origin}: 'seeds' must be a non-empty list of integers, got {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{origin}: 'seeds' repeats a seed: {seeds}.")
+    get_arms(prof.get("arms", []))
+    for key in (
+        "data",
+        "translator_train",
+        "translator_net",
+        "translator_evaluate",
+        "synthesis",
+        "ssl_train",
+        "ssl_evaluate",
+    ):
+        if not isinstance(prof.setdefault(key, {}), dict):
+            raise ValueError(f"{origin}: {key!r} must be a dict of overrides, got {type(prof[key]).__name__}.")
+    bad = sorted(set(prof["data"]) - _DATA_KEYS)
+    if bad:
+        raise ValueError(f"{origin}: unknown 'data' key(s) {bad}; allowed: {sorted(_DATA_KEYS)}.")
+    prof["data"] = {**_DATA_DEFAULTS, **prof["data"]}
+    prof.setdefault("random_init_baseline", True)
+    prof.setdefault("embedding_plot_seeds", seeds[:1])
+    prof.setdefault("name", "custom")
+    return prof
+
+
+def profile_digest(profile: dict[str, Any]) -> str:
+    """A short hash of everything that changes results (``description`` and ``name`` excluded)."""
+    core = {k: v for k, v in profile.items() if k not in ("description", "name", "embedding_plot_seeds")}
+    return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]

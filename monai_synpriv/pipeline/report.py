@@ -1,0 +1,271 @@
+"""The pipeline's report: per-seed probe results -> mean and spread per arm, error reductions, plots, MLflow."""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..evaluation.probes import error_reduction
+from ..utils.io import atomic_path, write_json_atomic
+from .arms import ARMS, RANDOM_INIT
+
+if TYPE_CHECKING:
+    from .runner import SynPrivPipeline
+
+__all__ = ["AUTHENTIC_OF", "SINGLE_MODALITY", "markdown_table", "plot_accuracy", "summarize", "write_report"]
+
+#: The single-modality baseline of every error reduction "vs single modality".
+SINGLE_MODALITY = "siamese"
+#: Each synthetic-pairs arm against the same variant trained on authentic pairs.
+AUTHENTIC_OF = {
+    "privileged_siamese_synthetic": "privileged_siamese_authentic",
+    "tridente_synthetic": "tridente_authentic",
+}
+METRICS = ("accuracy", "balanced_accuracy", "error")
+
+
+def _label(arm: str) -> str:
+    return ARMS[arm].label if arm in ARMS else "Random init (no pre-training)"
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], arms: Sequence[str], probes: Sequence[str]) -> dict[str, Any]:
+    """
+    Aggregate per-seed rows ``{arm, seed, probe, accuracy, balanced_accuracy, error}`` into, per arm and probe:
+    ``<metric>_mean``, ``<metric>_sd`` (sample s.d. over seeds, 0 for one seed), ``n_seeds``, and the error
+    reductions ``(1 - acc_baseline) / (1 - acc_arm)`` computed on the mean accuracies:
+    ``er_vs_single_modality`` (baseline: the Siamese arm) and, for synthetic-pairs arms, ``er_vs_authentic`` (the same
+    variant on authentic pairs). ``*_per_seed`` lists the same ratio seed by seed (paired by seed).
+    """
+    out: dict[str, Any] = {}
+    by = {(r["arm"], r["probe"], r["seed"]): r for r in rows}
+    for arm in arms:
+        out[arm] = {}
+        for probe in probes:
+            seeds = sorted(s for (a, p, s) in by if a == arm and p == probe)
+            if not seeds:
+                continue
+            entry: dict[str, Any] = {"n_seeds": len(seeds), "seeds": seeds}
+            for m in METRICS:
+                vals = np.asarray([by[(arm, probe, s)][m] for s in seeds], dtype=float)
+                entry[f"{m}_mean"] = float(vals.mean())
+                entry[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+            for name, base in (("single_modality", SINGLE_MODALITY), ("authentic", AUTHENTIC_OF.get(arm))):
+                if base is None or base == arm or base not in out or probe not in out[base]:
+                    continue
+                entry[f"er_vs_{name}"] = error_reduction(out[base][probe]["accuracy_mean"], entry["accuracy_mean"])
+                entry[f"er_vs_{name}_per_seed"] = [
+                    error_reduction(by[(base, probe, s)]["accuracy"], by[(arm, probe, s)]["accuracy"])
+                    for s in seeds
+                    if (base, probe, s) in by
+                ]
+            out[arm][probe] = entry
+    return out
+
+
+def _pm(entry: Mapping[str, Any], m: str) -> str:
+    return f"{entry[f'{m}_mean']:.3f} ± {entry[f'{m}_sd']:.3f}"
+
+
+def _er(entry: Mapping[str, Any], name: str) -> str:
+    v = entry.get(f"er_vs_{name}")
+    if v is None:
+        return "–"
+    seeds = entry.get(f"er_vs_{name}_per_seed") or []
+    span = f" ({min(seeds):.2f}–{max(seeds):.2f})" if len(seeds) > 1 else ""
+    return ("∞" if math.isinf(v) else f"{v:.2f}") + span
+
+
+def markdown_table(summary: Mapping[str, Any], probe: str) -> str:
+    """One probe's table: a row per arm, mean ± s.d. over seeds, error reductions on the mean accuracy (per-seed
+    range in brackets)."""
+    lines = [
+        "| arm | seeds | accuracy | balanced accuracy | error | error reduction vs single modality | "
+        "error reduction vs authentic pairs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, probes in summary.items():
+        if probe not in probes:
+            continue
+        e = probes[probe]
+        lines.append(
+            f"| {_label(arm)} | {e['n_seeds']} | {_pm(e, 'accuracy')} | {_pm(e, 'balanced_accuracy')} | "
+            f"{_pm(e, 'error')} | {_er(e, 'single_modality')} | {_er(e, 'authentic')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy(
+    rows: Sequence[Mapping[str, Any]],
+    summary: Mapping[str, Any],
+    probes: Sequence[str],
+    path: str | Path,
+    majority: float | None = None,
+) -> str:
+    """Grouped bars (one group per arm, one bar per probe): mean accuracy, s.d. error bars, every seed as a dot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [a for a in summary if summary[a]]
+    width = 0.8 / max(len(probes), 1)
+    fig, ax = plt.subplots(figsize=(1.6 * len(arms) + 2, 4.2))
+    for j, probe in enumerate(probes):
+        xs = [i + (j - (len(probes) - 1) / 2) * width for i in range(len(arms))]
+        means = [summary[a][probe]["accuracy_mean"] if probe in summary[a] else np.nan for a in arms]
+        sds = [summary[a][probe]["accuracy_sd"] if probe in summary[a] else 0.0 for a in arms]
+        ax.bar(xs, means, width, yerr=sds, capsize=3, label=probe, alpha=0.8)
+        for x, a in zip(xs, arms):
+            pts = [r["accuracy"] for r in rows if r["arm"] == a and r["probe"] == probe]
+            ax.scatter([x] * len(pts), pts, s=8, color="black", zorder=3)
+    if majority is not None:
+        ax.axhline(majority, color="grey", linestyle=":", label="majority class")
+    finite = [r["accuracy"] for r in rows]
+    lo = max(0.0, min(finite + ([majority] if majority else [])) - 0.05) if finite else 0.0
+    ax.set_ylim(lo, 1.0)
+    ax.set_xticks(range(len(arms)), [_label(a).replace(", ", ",\n") for a in arms], fontsize=7)
+    ax.set_ylabel("test accuracy (frozen primary encoder)")
+    ax.set_title("Probe accuracy per arm: mean ± s.d. over seeds, dots = seeds")
+    ax.legend(fontsize=7, ncol=len(probes) + 1)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return str(path)
+
+
+def _montage(images: Sequence[tuple[str, str]], path: str | Path, title: str) -> str | None:
+    """Put existing PNGs side by side (embedding plots of every arm)."""
+    images = [(t, p) for t, p in images if Path(p).is_file()]
+    if not images:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(images))
+    rows = math.ceil(len(images) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (t, p) in zip(axes.flat, images):
+        ax.imshow(plt.imread(p))
+        ax.set_title(t, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return str(path)
+
+
+def write_report(pipe: SynPrivPipeline) -> None:
+    """Collect every evaluation of ``pipe``, write ``report/results.{json,md}`` and the plots, log all of it
+    (aggregates as metrics, files as artifacts) to the parent MLflow run."""
+    from ..cli import translation_report
+
+    assert pipe.tracker is not None and pipe.state.get("parent_run_id")
+    out = pipe.out / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    arms = [a.name for a in pipe.arms] + ([RANDOM_INIT] if pipe.profile["random_init_baseline"] else [])
+    rows: list[dict[str, Any]] = []
+    probes: list[str] = []
+    majority = None
+    for seed in pipe.seeds:
+        for arm in arms:
+            d = pipe.out / "ssl" / arm / f"seed{seed}"
+            res = json.loads((d / "evaluate" / "probes" / "probe_metrics.json").read_text())
+            majority = res.get("majority_rate", majority)
+            run_id = pipe.state["stages"].get(f"ssl_evaluate/{arm}/seed{seed}", {}).get("run_id")
+            for probe, m in res["probes"].items():
+                probes = probes if probe in probes else probes + [probe]
+                rows.append({"arm": arm, "seed": seed, "probe": probe, "run_id": run_id, **{k: m[k] for k in METRICS}})
+    summary = summarize(rows, arms, probes)
+    tmetrics_path = pipe.out / "translator" / "evaluate" / "metrics" / "translation_metrics.json"
+    tmetrics = json.loads(tmetrics_path.read_text()) if tmetrics_path.is_file() else None
+
+    pictures = {"accuracy_per_arm": plot_accuracy(rows, summary, probes, out / "accuracy_per_arm.png", majority)}
+    grids = sorted(glob.glob(str(pipe.out / "translator" / "evaluate" / "images" / "*.png")))
+    if grids:
+        shutil.copyfile(grids[-1], out / "translation_heldout_subject.png")
+        pictures["translation_heldout_subject"] = str(out / "translation_heldout_subject.png")
+    synth = pipe.out / "synthesis" / "synthesis_grid.png"
+    if synth.is_file():
+        shutil.copyfile(synth, out / "synthesis_grid.png")
+        pictures["synthesis_grid"] = str(out / "synthesis_grid.png")
+    emb = [
+        (_label(a), str(pipe.out / "ssl" / a / f"seed{s}" / "evaluate" / "probes" / "embedding_tsne.png"))
+        for s in pipe.profile["embedding_plot_seeds"]
+        for a in arms
+    ]
+    m = _montage(emb, out / "embeddings.png", "t-SNE of test-set features of each frozen primary encoder")
+    if m:
+        pictures["embeddings"] = m
+
+    stage_seconds = {k: v.get("seconds") for k, v in pipe.state["stages"].items() if v.get("seconds") is not None}
+    results = {
+        "profile": pipe.profile["name"],
+        "profile_digest": pipe.digest,
+        "parent_run_id": pipe.state["parent_run_id"],
+        "seeds": pipe.seeds,
+        "arms": arms,
+        "probes": probes,
+        "majority_rate": majority,
+        "per_seed": rows,
+        "summary": summary,
+        "translation": tmetrics,
+        "counts": pipe.state.get("counts"),
+        "stage_seconds": stage_seconds,
+        "pictures": pictures,
+    }
+    write_json_atomic(out / "results.json", results)
+
+    lines = [
+        f"# Synthetic privileged information: results ({pipe.profile['name']} profile)",
+        "",
+        pipe.profile.get("description", ""),
+        "",
+        f"Seeds: {pipe.seeds}. Test split: {_n_test(pipe, arms)} images, majority-class "
+        f"rate {majority:.3f}. Values: mean ± sample s.d. over seeds. Error reduction = (1 - acc_baseline) / "
+        "(1 - acc_arm) on the mean accuracies (> 1: fewer errors than the baseline), per-seed range in brackets. "
+        f"MLflow parent run `{pipe.state['parent_run_id']}`.",
+        "",
+    ]
+    for probe in probes:
+        lines += [f"## {probe} probe", "", markdown_table(summary, probe)]
+    if tmetrics:
+        lines += [translation_report(tmetrics_path, title="Translator quality on the held-out multi-contrast subject")]
+    lines += ["## Pictures", ""] + [f"- {k}: `{Path(v).name}`" for k, v in pictures.items()] + [""]
+    total = sum(v for v in stage_seconds.values() if v)
+    lines += ["## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in stage_seconds.items()] + [f"| **sum** | {total:.0f} |", ""]
+    with atomic_path(out / "results.md") as tmp:
+        Path(tmp).write_text("\n".join(lines))
+
+    parent = pipe.state["parent_run_id"]
+    flat = {
+        f"{arm}/{probe}/{k}": v
+        for arm, ps in summary.items()
+        for probe, e in ps.items()
+        for k, v in e.items()
+        if isinstance(v, float) and math.isfinite(v)
+    }
+    if tmetrics:
+        flat.update({f"translator/{k}": float(v) for k, v in tmetrics["metrics"].items()})
+    pipe.tracker.log_metrics(parent, flat)
+    pipe.tracker.log_artifact(parent, out, "report")
+
+
+def _n_test(pipe: SynPrivPipeline, arms: Sequence[str]) -> int:
+    res = json.loads(
+        (pipe.out / "ssl" / arms[0] / f"seed{pipe.seeds[0]}" / "evaluate" / "probes" / "probe_metrics.json").read_text()
+    )
+    return int(res["num_test"])

@@ -1,0 +1,530 @@
+"""
+The main job: the synthetic-privileged-information experiment end to end, driving the bundles through
+``monai.bundle``'s Python API.
+
+Stages (each writes files that the next one reads, each logs into its own MLflow run nested under one parent run):
+
+1. ``prepare``: the downstream labelled set (brain-tumour MRI, leak-free test split), the multi-contrast slices
+   (subject split) and the authentic (T1c, privileged) pairs of the training subjects;
+2. ``translator_train``: the unpaired translator from the downstream training images (domain A) to the privileged
+   contrast of the multi-contrast set (domain B);
+3. ``translator_evaluate``: its quality on the aligned pairs of the held-out multi-contrast subject;
+4. ``synthesis``: the privileged modality for every downstream training image, and the paired datalist;
+5. ``ssl_train/<arm>/seed<k>`` and ``ssl_evaluate/<arm>/seed<k>``: every arm, same budget, every seed; frozen
+   primary encoder probed on the clean test split (plus a randomly initialised encoder per seed);
+6. ``report``: results table, plots and aggregated metrics in the parent run.
+
+A stage whose outputs exist is skipped, so a re-run after an interruption continues where it stopped (training
+stages also resume from their last checkpoint).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.utils import optional_import
+
+from ..utils.io import write_json_atomic
+from .arms import RANDOM_INIT, Arm, get_arms
+from .profile import load_profile, profile_digest
+from .tracking import TAG_PREFIX, PipelineTracker
+
+tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
+
+__all__ = ["PipelineError", "SynPrivPipeline", "default_bundles_dir", "default_data_root"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "pipeline_state.json"
+
+
+class PipelineError(RuntimeError):
+    """A stage failed, or the output folder belongs to another profile; the message names the stage or file."""
+
+
+def default_bundles_dir() -> Path:
+    """``bundles/`` of the source tree this package was installed from."""
+    return Path(__file__).resolve().parents[2] / "bundles"
+
+
+def default_data_root() -> Path:
+    """``../shared/data`` beside the source tree (the public data of this project), or ``$SYNPRIV_DATA``."""
+    env = os.environ.get("SYNPRIV_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def _expr_path(path: Path | str) -> str:
+    """A path as a MONAI config expression (``"$'/abs/path'"``): MONAI's tracking patch needs ``output_dir`` so."""
+    return f"${str(Path(path).absolute())!r}"
+
+
+class SynPrivPipeline:
+    """
+    Runs the experiment of ``profile`` into ``output_dir``.
+
+    Args:
+        profile: a profile name under ``configs/pipeline`` (``quick``, ``full``, ``tiny``), a JSON path or a dict.
+        output_dir: everything goes here: ``cache/``, ``translator/``, ``synthesis/``, ``ssl/<arm>/seed<k>/``,
+            ``report/``, ``pipeline_state.json`` and, by default, the MLflow store ``mlruns.db``.
+        data_root: folder holding the public sets (default :func:`default_data_root`); a profile's ``data`` paths
+            are relative to it unless absolute.
+        bundles_dir: folder holding ``unpaired_translator`` and ``multimodal_ssl``.
+        tracking_uri: MLflow tracking URI (default ``sqlite:///<output_dir>/mlruns.db``).
+        experiment_name: MLflow experiment of the parent and stage runs.
+        device: ``cpu``, ``cuda``, ``cuda:1``... (default: each bundle's choice, CUDA when available).
+        progress: show a progress bar over the stages.
+    """
+
+    def __init__(
+        self,
+        profile: str | os.PathLike | dict,
+        output_dir: str | os.PathLike,
+        data_root: str | os.PathLike | None = None,
+        bundles_dir: str | os.PathLike | None = None,
+        tracking_uri: str | None = None,
+        experiment_name: str = "synpriv_pipeline",
+        device: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.profile = load_profile(profile)
+        self.digest = profile_digest(self.profile)
+        self.out = Path(output_dir).absolute()
+        self.data_root = Path(data_root or default_data_root()).absolute()
+        self.bundles = Path(bundles_dir or default_bundles_dir()).absolute()
+        self.tracking_uri = tracking_uri or f"sqlite:///{self.out / 'mlruns.db'}"
+        self.experiment_name = experiment_name
+        self.device = device
+        self.progress = progress
+        self.arms: list[Arm] = get_arms(self.profile["arms"])
+        self.seeds: list[int] = list(self.profile["seeds"])
+        data = self.profile["data"]
+        self.multicontrast_dir = self._data_path(data["multicontrast_dir"])
+        self.downstream_dir = self._data_path(data["downstream_dir"])
+        self.cache = self.out / "cache"
+        self.state: dict[str, Any] = {}
+        self.tracker: PipelineTracker | None = None
+        self.paths: dict[str, Path] = {}
+        self._check_inputs()
+
+    # ------------------------------------------------------------------ checks and state
+    def _data_path(self, p: str) -> Path:
+        return Path(p) if os.path.isabs(p) else self.data_root / p
+
+    def _check_inputs(self) -> None:
+        """Fail before any long work: missing data or bundles, an output folder made by another profile."""
+        if not self.multicontrast_dir.is_dir():
+            raise FileNotFoundError(
+                f"multi-contrast MRI folder not found: {self.multicontrast_dir} (profile data.multicontrast_dir, "
+                f"data root {self.data_root}; see docs/data.md)."
+            )
+        if not (self.downstream_dir / "brain_tumor_mri_224.tar").is_file():
+            raise FileNotFoundError(
+                f"downstream set not found: {self.downstream_dir / 'brain_tumor_mri_224.tar'} (profile "
+                "data.downstream_dir; see docs/data.md)."
+            )
+        for bundle in ("unpaired_translator", "multimodal_ssl"):
+            if not (self.bundles / bundle / "configs" / "metadata.json").is_file():
+                raise FileNotFoundError(f"bundle {bundle} not found under {self.bundles} (bundles_dir).")
+        state_path = self.out / STATE_FILE
+        if state_path.is_file():
+            self.state = json.loads(state_path.read_text())
+            if self.state.get("profile_digest") != self.digest:
+                raise PipelineError(
+                    f"{self.out} holds a run of another profile (digest {self.state.get('profile_digest')}, profile "
+                    f"{self.state.get('profile', {}).get('name')!r}); this profile's digest is {self.digest}. Use "
+                    "another output folder, or delete that one: skipping its finished stages would mix results."
+                )
+        self.state.setdefault("stages", {})
+        self.state["profile_digest"] = self.digest
+        self.state["profile"] = self.profile
+
+    def _save_state(self) -> None:
+        write_json_atomic(self.out / STATE_FILE, self.state)
+
+    def _stage_state(self, key: str) -> dict:
+        return self.state["stages"].setdefault(key, {})
+
+    # ------------------------------------------------------------------ running bundles
+    def _common(self) -> dict[str, Any]:
+        return {"device": f"$torch.device({self.device!r})"} if self.device else {}
+
+    def _run_bundle(
+        self,
+        key: str,
+        bundle: str,
+        configs: Sequence[str],
+        overrides: dict[str, Any],
+        tags: dict[str, Any] | None = None,
+    ) -> str:
+        """Run one bundle workflow in this process, logging into the stage's nested MLflow run; returns its id."""
+        assert self.tracker is not None
+        st = self._stage_state(key)
+        run_id, run_name = self.tracker.stage_run(key, st.get("run_id"), tags)
+        st.update(run_id=run_id, status="running")
+        self._save_state()
+        root = self.bundles / bundle
+        files = [str(root / "configs" / c) for c in configs]
+        from monai.bundle import run as bundle_run
+
+        try:
+            bundle_run(
+                config_file=files if len(files) > 1 else files[0],
+                meta_file=str(root / "configs" / "metadata.json"),
+                logging_file=str(root / "configs" / "logging.conf"),
+                tracking="mlflow",
+                bundle_root=str(root),
+                tracking_uri=self.tracking_uri,
+                experiment_name=self.experiment_name,
+                run_name=run_name,
+                **self._common(),
+                **overrides,
+            )
+        except Exception as e:
+            self.tracker.finish(run_id, "FAILED")
+            st["status"] = "failed"
+            self._save_state()
+            raise PipelineError(f"stage {key!r} ({bundle}: {', '.join(configs)}) failed: {e}") from e
+        self.tracker.finish(run_id)
+        return run_id
+
+    def _stage(self, key: str, outputs: Sequence[Path], fn: Callable[[], str | None], bar: Any = None) -> str | None:
+        """Run ``fn`` unless every path in ``outputs`` exists; record time, status and run id."""
+        st = self._stage_state(key)
+        t0 = time.time()
+        if outputs and all(Path(p).exists() for p in outputs) and st.get("status") == "done":
+            verb = "skipped (outputs exist)"
+        else:
+            run_id = fn()
+            if run_id:
+                st["run_id"] = run_id
+            st.update(status="done", seconds=round(time.time() - t0, 1), outputs=[str(p) for p in outputs])
+            self._save_state()
+            verb = f"done in {st['seconds']:.0f} s"
+        msg = f"[pipeline] {key}: {verb}"
+        if bar is not None:
+            bar.write(msg)
+            bar.update(1)
+        else:
+            print(msg, flush=True)
+        return st.get("run_id")
+
+    # ------------------------------------------------------------------ stages
+    def prepare(self) -> str:
+        """Datalists of the downstream set, the multi-contrast slices and the authentic pairs."""
+        from ..data import authentic_pairs_datalist, prepare_brain_tumor_mri, prepare_multicontrast_slices
+
+        assert self.tracker is not None
+        st = self._stage_state("prepare")
+        run_id, _ = self.tracker.stage_run("prepare", st.get("run_id"))
+        data = self.profile["data"]
+        downstream = prepare_brain_tumor_mri(self.downstream_dir, self.cache / "brain_tumor_mri")
+        slices = prepare_multicontrast_slices(
+            self.multicontrast_dir, self.cache, contrast_a=data["contrast_a"], contrast_b=data["contrast_b"]
+        )
+        authentic = authentic_pairs_datalist(
+            slices, self.cache / f"authentic_pairs_{data['contrast_a']}_{data['contrast_b']}.json"
+        )
+        counts = {}
+        for name, path in (("downstream", downstream), ("slices", slices), ("authentic", authentic)):
+            d = json.loads(Path(path).read_text())
+            counts.update(
+                {f"{name}_{k}": len(v) for k, v in d.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
+            )
+        self.tracker.log_params(
+            run_id,
+            {f"datalist_{k}": v for k, v in (("downstream", downstream), ("slices", slices), ("authentic", authentic))},
+        )
+        self.tracker.log_metrics(run_id, {f"count_{k}": v for k, v in counts.items()})
+        self.tracker.finish(run_id)
+        self.state["datalists"] = {"downstream": str(downstream), "slices": str(slices), "authentic": str(authentic)}
+        self.state["counts"] = counts
+        return run_id
+
+    def _translator_common(self) -> dict[str, Any]:
+        data = self.profile["data"]
+        return {
+            "dataset_dir": str(self.multicontrast_dir),
+            "cache_dir": str(self.cache),
+            "ckpt_dir": str(self.out / "translator" / "models"),
+            "contrast_a": data["contrast_a"],
+            "contrast_b": data["contrast_b"],
+            "to_grayscale": True,
+            "normalize_inputs": True,
+            "crop_size": None,
+            **self.profile["translator_net"],
+        }
+
+    def translator_train(self) -> str:
+        overrides = {
+            **self._translator_common(),
+            "datalist_a": self.state["datalists"]["downstream"],
+            "section_a": "training",
+            "source_key_a": "image",
+            "output_dir": _expr_path(self.out / "translator" / "train"),
+            "resume": True,
+            **self.profile["translator_train"],
+        }
+        return self._run_bundle("translator_train", "unpaired_translator", ["train.json"], overrides)
+
+    def translator_evaluate(self) -> str:
+        overrides = {
+            **self._translator_common(),
+            "output_dir": _expr_path(self.out / "translator" / "evaluate"),
+            "overwrite": True,
+            **self.profile["translator_evaluate"],
+        }
+        tags = {f"{TAG_PREFIX}translator_run_id": self.state["stages"]["translator_train"].get("run_id")}
+        return self._run_bundle(
+            "translator_evaluate", "unpaired_translator", ["inference.json", "evaluate.json"], overrides, tags
+        )
+
+    def synthesis(self) -> str:
+        translator_run = self.state["stages"]["translator_train"].get("run_id")
+        out = self.out / "synthesis"
+        overrides = {
+            **self._translator_common(),
+            "input_datalist": self.state["datalists"]["downstream"],
+            "input_section": "training",
+            "input_key": "image",
+            "max_items": self.profile["data"]["max_downstream"],
+            "output_dir": _expr_path(out),
+            "synthetic_dir": str(out / "privileged"),
+            "translator_run_id": translator_run,
+            **self.profile["synthesis"],
+        }
+        tags = {f"{TAG_PREFIX}translator_run_id": translator_run}
+        run_id = self._run_bundle("synthesis", "unpaired_translator", ["inference.json"], overrides, tags)
+        assert self.tracker is not None
+        paired = out / "privileged" / "paired_datalist.json"
+        grid = self._synthesis_grid(paired, out / "synthesis_grid.png")
+        self.tracker.log_artifact(run_id, paired, "datalist")
+        self.tracker.log_artifact(run_id, grid, "images")
+        return run_id
+
+    def _synthesis_grid(self, paired: Path, path: Path, n: int = 8) -> Path:
+        """Downstream images beside their synthetic privileged modality (evenly spaced over the set)."""
+        import numpy as np
+        from PIL import Image
+
+        from ..visualize import save_image_grid
+
+        items = json.loads(paired.read_text())["training"]
+        picks = [items[int(i * len(items) / n)] for i in range(min(n, len(items)))]
+
+        def read(p: str) -> np.ndarray:
+            a = np.asarray(Image.open(p).convert("L"), dtype=np.float32)
+            return a / max(float(a.max()), 1.0)
+
+        rows = [[read(it["image"]) for it in picks], [read(it["privileged"]) for it in picks]]
+        contrast = self.profile["data"]["contrast_b"]
+        save_image_grid(
+            rows,
+            path,
+            column_titles=[str(it.get("class", "")) for it in picks],
+            row_titles=["real (downstream)", f"synthetic {contrast}"],
+            orientation="picture",
+            title="Synthetic privileged modality of the downstream training images",
+        )
+        return path
+
+    def _arm_dir(self, arm: str, seed: int) -> Path:
+        return self.out / "ssl" / arm / f"seed{seed}"
+
+    def _arm_data(self, arm: Arm) -> dict[str, Any]:
+        if arm.pairs == "authentic":
+            return {"datalist": self.state["datalists"]["authentic"], "crop_size": [192, 192], "max_items": None}
+        datalist = (
+            self.state["datalists"]["downstream"]
+            if arm.pairs == "downstream"
+            else str(self.out / "synthesis" / "privileged" / "paired_datalist.json")
+        )
+        return {"datalist": datalist, "crop_size": None, "max_items": self.profile["data"]["max_downstream"]}
+
+    def _lineage(self, arm: Arm) -> dict[str, Any]:
+        tags: dict[str, Any] = {f"{TAG_PREFIX}arm": arm.name, f"{TAG_PREFIX}pairs": arm.pairs}
+        if arm.pairs == "synthetic":
+            paired = json.loads((self.out / "synthesis" / "privileged" / "paired_datalist.json").read_text())
+            tags[f"{TAG_PREFIX}translator_run_id"] = paired.get("translator", {}).get("mlflow_run_id")
+            tags[f"{TAG_PREFIX}synthesis_run_id"] = self.state["stages"]["synthesis"].get("run_id")
+        return tags
+
+    def ssl_train(self, arm: Arm, seed: int) -> str:
+        d = self._arm_dir(arm.name, seed)
+        overrides = {
+            **self._arm_data(arm),
+            "section": "training",
+            "variant": arm.variant,
+            "encoder_indices": list(arm.encoder_indices),
+            "branch_keys": list(arm.branch_keys),
+            "seed": seed,
+            "cache_dir": str(self.cache),
+            "ckpt_dir": str(d / "models"),
+            "output_dir": _expr_path(d / "train"),
+            "to_grayscale": True,
+            "normalize_inputs": True,
+            "resume": True,
+            **self.profile["ssl_train"],
+        }
+        tags = {**self._lineage(arm), f"{TAG_PREFIX}seed": seed}
+        return self._run_bundle(f"ssl_train/{arm.name}/seed{seed}", "multimodal_ssl", ["train.json"], overrides, tags)
+
+    def random_init(self, seed: int) -> None:
+        """The no-pre-training reference: the same encoder, randomly initialised with ``seed``, saved as model.pt."""
+        from ..networks import make_resnet_encoder
+        from ..utils.io import atomic_path
+
+        depth = self.profile["ssl_train"].get("depth", 18)
+        torch.manual_seed(seed)
+        net = make_resnet_encoder(spatial_dims=2, in_channels=1, depth=depth)
+        path = self._arm_dir(RANDOM_INIT, seed) / "models" / "model.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(net.state_dict(), tmp)
+
+    def ssl_evaluate(self, arm_name: str, seed: int, tags: dict[str, Any]) -> str:
+        d = self._arm_dir(arm_name, seed)
+        train = {k: v for k, v in self.profile["ssl_train"].items() if k in ("depth", "image_size")}
+        size = "x".join(str(s) for s in train.get("image_size", [64, 64]))
+        overrides = {
+            **train,
+            "labelled_datalist": self.state["datalists"]["downstream"],
+            "ckpt_path": str(d / "models" / "model.pt"),
+            "output_dir": _expr_path(d / "evaluate"),
+            "cache_dir": str(self.cache),
+            "dataset_cache_dir": str(self.cache / f"probe_images_{size}"),
+            "seed": seed,
+            "embedding_plot": seed in self.profile["embedding_plot_seeds"],
+            **self.profile["ssl_evaluate"],
+        }
+        tags = {**tags, f"{TAG_PREFIX}seed": seed, f"{TAG_PREFIX}arm": arm_name}
+        return self._run_bundle(
+            f"ssl_evaluate/{arm_name}/seed{seed}", "multimodal_ssl", ["evaluate.json"], overrides, tags
+        )
+
+    # ------------------------------------------------------------------ the whole run
+    def stage_keys(self) -> list[str]:
+        keys = ["prepare", "translator_train", "translator_evaluate", "synthesis"]
+        for seed in self.seeds:
+            for arm in self.arms:
+                keys += [f"ssl_train/{arm.name}/seed{seed}", f"ssl_evaluate/{arm.name}/seed{seed}"]
+            if self.profile["random_init_baseline"]:
+                keys.append(f"ssl_evaluate/{RANDOM_INIT}/seed{seed}")
+        return keys + ["report"]
+
+    def run(self) -> Path:
+        """Run (or continue) every stage; returns the path of the markdown report."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        # MONAI's handler and MLflow's fluent API both honour MLFLOW_TRACKING_URI: point it at this run's store
+        previous_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
+        try:
+            return self._run_all()
+        finally:
+            if previous_uri is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous_uri
+
+    def _run_all(self) -> Path:
+        from .report import write_report
+
+        self.tracker = PipelineTracker(self.tracking_uri, self.experiment_name)
+        started = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        parent = self.tracker.start_parent(
+            f"synpriv_{self.profile['name']}_{started}",
+            self.state.get("parent_run_id"),
+            tags={f"{TAG_PREFIX}profile": self.profile["name"], f"{TAG_PREFIX}profile_digest": self.digest},
+        )
+        self.state["parent_run_id"] = parent
+        self.tracker.log_params(
+            parent,
+            {
+                "profile": self.profile["name"],
+                "seeds": self.seeds,
+                "arms": [a.name for a in self.arms],
+                "output_dir": str(self.out),
+                "data_root": str(self.data_root),
+                **{f"data_{k}": v for k, v in self.profile["data"].items()},
+            },
+        )
+        self._save_state()
+        keys = self.stage_keys()
+        bar = tqdm(total=len(keys), desc="pipeline", unit="stage") if (self.progress and has_tqdm) else None
+        t0 = time.time()
+        try:
+            data = self.profile["data"]
+            prepared = [
+                self.cache / "brain_tumor_mri" / "brain_tumor_mri_datalist.json",
+                self.cache / f"translation_{data['contrast_a']}_to_{data['contrast_b']}_axis2.json",
+                self.cache / f"authentic_pairs_{data['contrast_a']}_{data['contrast_b']}.json",
+            ]
+            self._stage("prepare", prepared if "datalists" in self.state else [], self.prepare, bar)
+            tr = self.out / "translator"
+            self._stage("translator_train", [tr / "models" / "model.pt"], self.translator_train, bar)
+            self._stage(
+                "translator_evaluate",
+                [tr / "evaluate" / "metrics" / "translation_metrics.json"],
+                self.translator_evaluate,
+                bar,
+            )
+            self._stage(
+                "synthesis",
+                [
+                    self.out / "synthesis" / "privileged" / "paired_datalist.json",
+                    self.out / "synthesis" / "synthesis_grid.png",
+                ],
+                self.synthesis,
+                bar,
+            )
+            for seed in self.seeds:
+                for arm in self.arms:
+                    d = self._arm_dir(arm.name, seed)
+                    train_id = self._stage(
+                        f"ssl_train/{arm.name}/seed{seed}",
+                        [d / "models" / "model.pt"],
+                        lambda arm=arm, seed=seed: self.ssl_train(arm, seed),
+                        bar,
+                    )
+                    tags = {**self._lineage(arm), f"{TAG_PREFIX}ssl_run_id": train_id}
+                    self._stage(
+                        f"ssl_evaluate/{arm.name}/seed{seed}",
+                        [d / "evaluate" / "probes" / "probe_metrics.json"],
+                        lambda arm=arm, seed=seed, tags=tags: self.ssl_evaluate(arm.name, seed, tags),
+                        bar,
+                    )
+                if self.profile["random_init_baseline"]:
+                    d = self._arm_dir(RANDOM_INIT, seed)
+
+                    def _random(seed: int = seed) -> str:
+                        self.random_init(seed)
+                        return self.ssl_evaluate(RANDOM_INIT, seed, {f"{TAG_PREFIX}pairs": "none"})
+
+                    self._stage(
+                        f"ssl_evaluate/{RANDOM_INIT}/seed{seed}",
+                        [d / "evaluate" / "probes" / "probe_metrics.json"],
+                        _random,
+                        bar,
+                    )
+            report = self.out / "report" / "results.md"
+            self._stage("report", [], lambda: write_report(self), bar)
+        except BaseException:
+            self.tracker.finish(parent, "FAILED")
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self.state["total_seconds_last_invocation"] = round(time.time() - t0, 1)
+        self._save_state()
+        self.tracker.finish(parent)
+        print(
+            f"[pipeline] report: {report}; MLflow: {self.tracking_uri} (experiment {self.experiment_name!r}, run {parent})"
+        )
+        return report

@@ -1,0 +1,199 @@
+"""The main job end to end: the tiny profile on the real data, its artifacts, its report and its MLflow lineage."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import DATA, REPO, require
+
+from monai_synpriv.pipeline import ARMS, PipelineError, SynPrivPipeline, load_profile, markdown_table, summarize
+
+ALL_ARMS = list(ARMS)
+
+
+def _run_cli(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "monai_synpriv.pipeline", "--profile", "tiny", "--output", str(out)]
+        + ["--data_root", str(DATA), "--no_progress", *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"pipeline failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    require(DATA / "brain_tumor_mri_4class" / "brain_tumor_mri_224.tar")
+    require(DATA / "mri_brain_multicontrast")
+    out = tmp_path_factory.mktemp("pipeline") / "tiny"
+    _run_cli(out)
+    return out
+
+
+def _client(out: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+
+
+def test_every_stage_writes_its_artifacts(tiny_run):
+    out = tiny_run
+    prof = load_profile("tiny")
+    assert (out / "translator" / "models" / "model.pt").is_file()
+    tm = json.loads((out / "translator" / "evaluate" / "metrics" / "translation_metrics.json").read_text())
+    assert {"ssim", "psnr", "mae", "baseline_hist_ssim"} <= set(tm["metrics"])
+    paired = json.loads((out / "synthesis" / "privileged" / "paired_datalist.json").read_text())
+    assert len(paired["training"]) == prof["data"]["max_downstream"]
+    assert all(Path(it["privileged"]).is_file() and Path(it["image"]).is_file() for it in paired["training"])
+    assert all("label" in it for it in paired["training"])  # labels travel with the pairs (probe-ready)
+    for seed in prof["seeds"]:
+        for arm in ALL_ARMS + ["random_init"]:
+            d = out / "ssl" / arm / f"seed{seed}"
+            assert (d / "models" / "model.pt").is_file(), d
+            assert (d / "evaluate" / "probes" / "probe_metrics.json").is_file(), d
+    for name in ("results.md", "results.json", "accuracy_per_arm.png", "synthesis_grid.png", "embeddings.png"):
+        assert (out / "report" / name).stat().st_size > 0, name
+
+
+def test_report_numbers_are_the_logged_ones(tiny_run):
+    out = tiny_run
+    client = _client(out)
+    results = json.loads((out / "report" / "results.json").read_text())
+    state = json.loads((out / "pipeline_state.json").read_text())
+    parent = client.get_run(results["parent_run_id"])
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["profile"] == "tiny"
+    # per seed: the evaluation run's logged metrics are the report's numbers, exactly
+    assert (
+        len(results["per_seed"]) == len(results["seeds"]) * len(results["arms"]) * len(results["probes"]) == 2 * 6 * 3
+    )
+    for row in results["per_seed"]:
+        logged = client.get_run(row["run_id"]).data.metrics
+        for k in ("accuracy", "balanced_accuracy", "error"):
+            assert logged[f"{row['probe']}_{k}"] == row[k], (row, k)
+    # aggregates: the parent run holds every mean/s.d./error reduction of the summary
+    pm = parent.data.metrics
+    for arm, probes in results["summary"].items():
+        for probe, e in probes.items():
+            for k, v in e.items():
+                if isinstance(v, float) and math.isfinite(v):
+                    assert pm[f"{arm}/{probe}/{k}"] == v
+    # the markdown shows the same numbers
+    md = (out / "report" / "results.md").read_text()
+    e = results["summary"]["tridente_synthetic"]["linear"]
+    assert f"{e['accuracy_mean']:.3f} ± {e['accuracy_sd']:.3f}" in md
+    assert f"{e['er_vs_single_modality']:.2f}" in md and f"{e['er_vs_authentic']:.2f}" in md
+    # the parent run carries the report as artifacts
+    names = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/results.md" in names and "report/accuracy_per_arm.png" in names
+    assert state["stages"]["report"]["status"] == "done"
+
+
+def test_mlflow_lineage(tiny_run):
+    out = tiny_run
+    client = _client(out)
+    state = json.loads((out / "pipeline_state.json").read_text())
+    parent_id = state["parent_run_id"]
+    exp = client.get_experiment_by_name("synpriv_pipeline")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id]
+    stage_keys = [k for k in state["stages"] if k != "report"]
+    assert sorted(r.data.tags["synpriv.stage"] for r in children) == sorted(stage_keys)
+    assert all(r.info.status == "FINISHED" for r in children)
+    translator_id = state["stages"]["translator_train"]["run_id"]
+    assert client.get_run(translator_id).data.metrics  # the bundle's own handler logged the training into it
+    paired = json.loads((out / "synthesis" / "privileged" / "paired_datalist.json").read_text())
+    assert paired["translator"]["mlflow_run_id"] == translator_id
+    for r in children:
+        stage = r.data.tags["synpriv.stage"]
+        if stage.startswith("ssl_") and r.data.tags.get("synpriv.pairs") == "synthetic":
+            assert r.data.tags["synpriv.translator_run_id"] == translator_id, stage
+            assert r.data.tags["synpriv.synthesis_run_id"] == state["stages"]["synthesis"]["run_id"]
+        if stage.startswith("ssl_evaluate/") and "random_init" not in stage:
+            arm, seed = stage.split("/")[1:]
+            assert r.data.tags["synpriv.ssl_run_id"] == state["stages"][f"ssl_train/{arm}/{seed}"]["run_id"]
+        if stage.startswith("ssl_train/"):
+            assert client.get_run(r.info.run_id).data.params["variant"] == ARMS[stage.split("/")[1]].variant
+
+
+def test_rerun_skips_finished_stages(tiny_run):
+    out = tiny_run
+    before = json.loads((out / "pipeline_state.json").read_text())
+    results_before = json.loads((out / "report" / "results.json").read_text())
+    proc = _run_cli(out)
+    skipped = [ln for ln in proc.stdout.splitlines() if "skipped (outputs exist)" in ln]
+    assert len(skipped) == len(before["stages"]) - 1  # all but the report, which is rebuilt
+    after = json.loads((out / "pipeline_state.json").read_text())
+    assert after["parent_run_id"] == before["parent_run_id"]
+    for k, v in before["stages"].items():
+        if k != "report":
+            assert after["stages"][k]["run_id"] == v["run_id"], k
+    assert json.loads((out / "report" / "results.json").read_text())["summary"] == results_before["summary"]
+
+
+def test_output_folder_of_another_profile_is_refused(tiny_run):
+    prof = load_profile("tiny")
+    prof["seeds"] = [0]
+    with pytest.raises(PipelineError, match="another profile"):
+        SynPrivPipeline(prof, tiny_run, data_root=DATA)
+
+
+def test_profile_errors_name_the_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match="available"):
+        load_profile("no_such_profile")
+    base = load_profile("tiny")
+    for change, msg in (
+        ({"seedz": [0]}, "unknown key"),
+        ({"arms": ["siamese", "tridente_imaginary"]}, "tridente_imaginary"),
+        ({"seeds": []}, "seeds"),
+        ({"seeds": [1, 1]}, "repeats"),
+        ({"ssl_train": [1]}, "ssl_train"),
+        ({"data": {"max_downstreem": 3}}, "max_downstreem"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            load_profile({**base, **change})
+    with pytest.raises(FileNotFoundError, match="multi-contrast"):
+        SynPrivPipeline("tiny", tmp_path / "out", data_root=tmp_path)
+    assert not (tmp_path / "out").exists()  # nothing written before the inputs are checked
+
+
+def test_summary_against_hand_computed_values():
+    rows = []
+    acc = {"siamese": [0.80, 0.90], "tridente_authentic": [0.85, 0.85], "tridente_synthetic": [0.95, 0.90]}
+    for arm, vals in acc.items():
+        for seed, a in enumerate(vals):
+            rows.append(
+                {
+                    "arm": arm,
+                    "seed": seed,
+                    "probe": "linear",
+                    "accuracy": a,
+                    "balanced_accuracy": a - 0.1,
+                    "error": 1 - a,
+                }
+            )
+    s = summarize(rows, list(acc), ["linear"])
+    t = s["tridente_synthetic"]["linear"]
+    assert t["accuracy_mean"] == pytest.approx(0.925)
+    assert t["accuracy_sd"] == pytest.approx(math.sqrt(2 * 0.025**2))  # sample s.d. of (0.95, 0.90)
+    assert t["er_vs_single_modality"] == pytest.approx(0.15 / 0.075)  # (1 - 0.85) / (1 - 0.925)
+    assert t["er_vs_authentic"] == pytest.approx(0.15 / 0.075)
+    assert t["er_vs_single_modality_per_seed"] == pytest.approx([0.20 / 0.05, 0.10 / 0.10])
+    assert "er_vs_authentic" not in s["tridente_authentic"]["linear"]
+    assert "er_vs_single_modality" not in s["siamese"]["linear"]
+    table = markdown_table(s, "linear")
+    assert "| TriDeNT, synthetic pairs | 2 | 0.925 ± 0.035 |" in table
+    assert "2.00 (1.00–4.00)" in table
