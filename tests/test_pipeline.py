@@ -113,6 +113,14 @@ def test_mlflow_lineage(tiny_run):
     stage_keys = [k for k in state["stages"] if k != "report"]
     assert sorted(r.data.tags["synpriv.stage"] for r in children) == sorted(stage_keys)
     assert all(r.info.status == "FINISHED" for r in children)
+    assert len(runs) == len(children) + 1  # no stray run outside the parent's tree (every bundle logged in place)
+    for r in children:  # and each bundle's own handler logged into its nested run
+        if r.data.tags["synpriv.stage"] != "synthesis":
+            assert r.data.metrics, r.data.tags["synpriv.stage"]
+    synthesis = client.get_run(state["stages"]["synthesis"]["run_id"])
+    assert {a.path for a in client.list_artifacts(synthesis.info.run_id, "datalist")} == {
+        "datalist/paired_datalist.json"
+    }
     translator_id = state["stages"]["translator_train"]["run_id"]
     assert client.get_run(translator_id).data.metrics  # the bundle's own handler logged the training into it
     paired = json.loads((out / "synthesis" / "privileged" / "paired_datalist.json").read_text())
@@ -129,6 +137,33 @@ def test_mlflow_lineage(tiny_run):
             assert client.get_run(r.info.run_id).data.params["variant"] == ARMS[stage.split("/")[1]].variant
 
 
+def test_every_arm_gets_the_same_budget_and_the_overrides_arrive(tiny_run):
+    out = tiny_run
+    client = _client(out)
+    state = json.loads((out / "pipeline_state.json").read_text())
+    prof = load_profile("tiny")
+    steps = prof["ssl_train"]["max_epochs"] * prof["ssl_train"]["epoch_length"]
+    for key, st in state["stages"].items():
+        if key.startswith("ssl_train/"):
+            history = client.get_metric_history(st["run_id"], "train_loss")
+            assert len(history) == steps, key  # one loss per optimisation step, the same count for every arm
+            params = client.get_run(st["run_id"]).data.params
+            assert params["override.batch_size"] == str(prof["ssl_train"]["batch_size"])
+    # None-valued overrides reach the bundles too (monai.bundle.run drops plain None): no crop of the downstream set
+    siamese_cfg = sorted((out / "ssl" / "siamese" / "seed0" / "train").glob("config_*.json"))[-1]
+    assert json.loads(siamese_cfg.read_text())["crop_size"] == "$None"
+    auth_cfg = sorted((out / "ssl" / "tridente_authentic" / "seed0" / "train").glob("config_*.json"))[-1]
+    assert json.loads(auth_cfg.read_text())["crop_size"] == [192, 192]
+    probe = json.loads((out / "ssl" / "siamese" / "seed0" / "evaluate" / "probes" / "probe_metrics.json").read_text())
+    assert probe["num_train"] == prof["ssl_evaluate"]["max_train"]
+    # synthetic images keep the downstream image's full grid (224 x 224, no crop-and-pad frame)
+    from PIL import Image
+
+    item = json.loads((out / "synthesis" / "privileged" / "paired_datalist.json").read_text())["training"][0]
+    syn = Image.open(item["privileged"])
+    assert syn.size == Image.open(item["image"]).size
+
+
 def test_rerun_skips_finished_stages(tiny_run):
     out = tiny_run
     before = json.loads((out / "pipeline_state.json").read_text())
@@ -142,6 +177,24 @@ def test_rerun_skips_finished_stages(tiny_run):
         if k != "report":
             assert after["stages"][k]["run_id"] == v["run_id"], k
     assert json.loads((out / "report" / "results.json").read_text())["summary"] == results_before["summary"]
+
+
+def test_changed_input_reruns_only_what_depends_on_it(tiny_run):
+    import torch
+
+    out = tiny_run
+    model = out / "ssl" / "privileged_siamese_synthetic" / "seed1" / "models" / "model.pt"
+    state = torch.load(model, weights_only=True)
+    torch.save({k: (v * 0.5 if v.is_floating_point() else v) for k, v in state.items()}, model)
+    before = json.loads((out / "pipeline_state.json").read_text())
+    proc = _run_cli(out)
+    rerun = [
+        ln.split("] ")[1].split(":")[0] for ln in proc.stdout.splitlines() if "[pipeline]" in ln and "done in" in ln
+    ]
+    assert rerun == ["ssl_evaluate/privileged_siamese_synthetic/seed1", "report"], proc.stdout[-3000:]
+    after = json.loads((out / "pipeline_state.json").read_text())
+    key = "ssl_evaluate/privileged_siamese_synthetic/seed1"
+    assert after["stages"][key]["run_id"] != before["stages"][key]["run_id"]  # a new MLflow run for the new result
 
 
 def test_output_folder_of_another_profile_is_refused(tiny_run):
@@ -185,7 +238,7 @@ def test_summary_against_hand_computed_values():
                     "error": 1 - a,
                 }
             )
-    s = summarize(rows, list(acc), ["linear"])
+    s = summarize(rows, list(acc)[::-1], ["linear"])  # baselines listed last: still found
     t = s["tridente_synthetic"]["linear"]
     assert t["accuracy_mean"] == pytest.approx(0.925)
     assert t["accuracy_sd"] == pytest.approx(math.sqrt(2 * 0.025**2))  # sample s.d. of (0.95, 0.90)

@@ -11,8 +11,8 @@ from .runner import SynPrivPipeline
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m monai_synpriv.pipeline",
-        description="Translator -> synthetic privileged modality -> SSL arms x seeds -> probes -> report, on real data. "
-        "A re-run with the same --output skips finished stages.",
+        description="Translator -> synthetic privileged modality -> SSL arms x seeds -> probes -> report, on real "
+        "data. A re-run with the same --output skips finished stages.",
     )
     parser.add_argument(
         "--profile", default="quick", help="quick (CPU, ~20 min), full (GPU), tiny (tests), or a JSON path"

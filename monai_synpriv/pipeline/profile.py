@@ -88,13 +88,22 @@ def load_profile(profile: str | os.PathLike | dict) -> dict[str, Any]:
     if bad:
         raise ValueError(f"{origin}: unknown 'data' key(s) {bad}; allowed: {sorted(_DATA_KEYS)}.")
     prof["data"] = {**_DATA_DEFAULTS, **prof["data"]}
+    steps = prof["ssl_train"].get("epoch_length")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(
+            f"{origin}: 'ssl_train' must set 'epoch_length' (steps per epoch, an integer >= 1), got {steps!r}: every "
+            "arm then trains for max_epochs x epoch_length steps of the same batch size (the same budget), whatever "
+            "the size of its pre-training set."
+        )
     prof.setdefault("random_init_baseline", True)
     prof.setdefault("embedding_plot_seeds", seeds[:1])
     prof.setdefault("name", "custom")
     return prof
 
 
-def profile_digest(profile: dict[str, Any]) -> str:
-    """A short hash of everything that changes results (``description`` and ``name`` excluded)."""
+def profile_digest(profile: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+    """A short hash of everything in the profile that changes results (``description``, ``name`` and the choice of
+    plotted seeds excluded), plus ``extra`` (e.g. the data paths and the bundle configs' hashes)."""
     core = {k: v for k, v in profile.items() if k not in ("description", "name", "embedding_plot_seeds")}
+    core["extra"] = extra or {}
     return hashlib.sha256(json.dumps(core, sort_keys=True).encode()).hexdigest()[:12]

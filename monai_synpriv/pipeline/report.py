@@ -38,14 +38,14 @@ def _label(arm: str) -> str:
 def summarize(rows: Sequence[Mapping[str, Any]], arms: Sequence[str], probes: Sequence[str]) -> dict[str, Any]:
     """
     Aggregate per-seed rows ``{arm, seed, probe, accuracy, balanced_accuracy, error}`` into, per arm and probe:
-    ``<metric>_mean``, ``<metric>_sd`` (sample s.d. over seeds, 0 for one seed), ``n_seeds``, and the error
+    ``<metric>_mean``, ``<metric>_sd`` (sample s.d. over seeds, NaN for one seed), ``n_seeds``, and the error
     reductions ``(1 - acc_baseline) / (1 - acc_arm)`` computed on the mean accuracies:
     ``er_vs_single_modality`` (baseline: the Siamese arm) and, for synthetic-pairs arms, ``er_vs_authentic`` (the same
     variant on authentic pairs). ``*_per_seed`` lists the same ratio seed by seed (paired by seed).
     """
     out: dict[str, Any] = {}
     by = {(r["arm"], r["probe"], r["seed"]): r for r in rows}
-    for arm in arms:
+    for arm in arms:  # first pass: mean and spread of every arm
         out[arm] = {}
         for probe in probes:
             seeds = sorted(s for (a, p, s) in by if a == arm and p == probe)
@@ -55,22 +55,25 @@ def summarize(rows: Sequence[Mapping[str, Any]], arms: Sequence[str], probes: Se
             for m in METRICS:
                 vals = np.asarray([by[(arm, probe, s)][m] for s in seeds], dtype=float)
                 entry[f"{m}_mean"] = float(vals.mean())
-                entry[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+                entry[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+            out[arm][probe] = entry
+    for arm in arms:  # second pass: error reductions against the baselines, wherever they are in the arm list
+        for probe, entry in out[arm].items():
             for name, base in (("single_modality", SINGLE_MODALITY), ("authentic", AUTHENTIC_OF.get(arm))):
-                if base is None or base == arm or base not in out or probe not in out[base]:
+                if base is None or base == arm or probe not in out.get(base, {}):
                     continue
                 entry[f"er_vs_{name}"] = error_reduction(out[base][probe]["accuracy_mean"], entry["accuracy_mean"])
                 entry[f"er_vs_{name}_per_seed"] = [
                     error_reduction(by[(base, probe, s)]["accuracy"], by[(arm, probe, s)]["accuracy"])
-                    for s in seeds
+                    for s in entry["seeds"]
                     if (base, probe, s) in by
                 ]
-            out[arm][probe] = entry
     return out
 
 
 def _pm(entry: Mapping[str, Any], m: str) -> str:
-    return f"{entry[f'{m}_mean']:.3f} ± {entry[f'{m}_sd']:.3f}"
+    sd = entry[f"{m}_sd"]
+    return f"{entry[f'{m}_mean']:.3f} ± " + ("n/a" if math.isnan(sd) else f"{sd:.3f}")
 
 
 def _er(entry: Mapping[str, Any], name: str) -> str:
@@ -121,6 +124,7 @@ def plot_accuracy(
         xs = [i + (j - (len(probes) - 1) / 2) * width for i in range(len(arms))]
         means = [summary[a][probe]["accuracy_mean"] if probe in summary[a] else np.nan for a in arms]
         sds = [summary[a][probe]["accuracy_sd"] if probe in summary[a] else 0.0 for a in arms]
+        sds = [0.0 if math.isnan(v) else v for v in sds]
         ax.bar(xs, means, width, yerr=sds, capsize=3, label=probe, alpha=0.8)
         for x, a in zip(xs, arms):
             pts = [r["accuracy"] for r in rows if r["arm"] == a and r["probe"] == probe]

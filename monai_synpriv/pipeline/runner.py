@@ -24,6 +24,7 @@ import datetime
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 from monai.utils import optional_import
 
-from ..utils.io import write_json_atomic
+from ..utils.io import sha256_file, write_json_atomic
 from .arms import RANDOM_INIT, Arm, get_arms
 from .profile import load_profile, profile_digest
 from .tracking import TAG_PREFIX, PipelineTracker
@@ -44,6 +45,16 @@ __all__ = ["PipelineError", "SynPrivPipeline", "default_bundles_dir", "default_d
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "pipeline_state.json"
+
+#: profile section -> (bundle, configs its keys override)
+_SECTION_CONFIGS: dict[str, tuple[str, list[str]]] = {
+    "translator_train": ("unpaired_translator", ["train.json"]),
+    "translator_net": ("unpaired_translator", ["train.json", "inference.json"]),
+    "translator_evaluate": ("unpaired_translator", ["evaluate.json"]),
+    "synthesis": ("unpaired_translator", ["inference.json"]),
+    "ssl_train": ("multimodal_ssl", ["train.json"]),
+    "ssl_evaluate": ("multimodal_ssl", ["evaluate.json"]),
+}
 
 
 class PipelineError(RuntimeError):
@@ -95,7 +106,6 @@ class SynPrivPipeline:
         progress: bool = True,
     ) -> None:
         self.profile = load_profile(profile)
-        self.digest = profile_digest(self.profile)
         self.out = Path(output_dir).absolute()
         self.data_root = Path(data_root or default_data_root()).absolute()
         self.bundles = Path(bundles_dir or default_bundles_dir()).absolute()
@@ -111,8 +121,21 @@ class SynPrivPipeline:
         self.cache = self.out / "cache"
         self.state: dict[str, Any] = {}
         self.tracker: PipelineTracker | None = None
-        self.paths: dict[str, Path] = {}
         self._check_inputs()
+        self._check_overrides()
+        # what the results depend on: the profile, the data used and the bundle configs that ran
+        configs = sorted({f"{b}/{c}" for b, cs in _SECTION_CONFIGS.values() for c in cs})
+        self.digest = profile_digest(
+            self.profile,
+            extra={
+                "multicontrast_dir": str(self.multicontrast_dir.resolve()),
+                "downstream_dir": str(self.downstream_dir.resolve()),
+                "configs": {
+                    c: sha256_file(self.bundles / c.split("/")[0] / "configs" / c.split("/")[1]) for c in configs
+                },
+            },
+        )
+        self._check_output_dir()
 
     # ------------------------------------------------------------------ checks and state
     def _data_path(self, p: str) -> Path:
@@ -133,14 +156,33 @@ class SynPrivPipeline:
         for bundle in ("unpaired_translator", "multimodal_ssl"):
             if not (self.bundles / bundle / "configs" / "metadata.json").is_file():
                 raise FileNotFoundError(f"bundle {bundle} not found under {self.bundles} (bundles_dir).")
+
+    def _check_overrides(self) -> None:
+        """Every key of the profile's override sections must be a config id of the bundle configs it goes to (a
+        misspelt key would otherwise be a silent no-op)."""
+        for section, (bundle, configs) in _SECTION_CONFIGS.items():
+            for cfg in configs:
+                path = self.bundles / bundle / "configs" / cfg
+                ids = set(json.loads(path.read_text()))
+                if cfg == "evaluate.json" and bundle == "unpaired_translator":  # an overlay on inference.json
+                    ids |= set(json.loads((path.parent / "inference.json").read_text()))
+                bad = sorted(k for k in self.profile[section] if k.split("#")[0] not in ids)
+                if bad:
+                    raise ValueError(
+                        f"profile {self.profile['name']!r} section {section!r}: {bad} not found in {path}; "
+                        "override keys must be ids of that bundle config."
+                    )
+
+    def _check_output_dir(self) -> None:
         state_path = self.out / STATE_FILE
         if state_path.is_file():
             self.state = json.loads(state_path.read_text())
             if self.state.get("profile_digest") != self.digest:
                 raise PipelineError(
-                    f"{self.out} holds a run of another profile (digest {self.state.get('profile_digest')}, profile "
-                    f"{self.state.get('profile', {}).get('name')!r}); this profile's digest is {self.digest}. Use "
-                    "another output folder, or delete that one: skipping its finished stages would mix results."
+                    f"{self.out} holds a run of another profile, other data or other bundle configs (digest "
+                    f"{self.state.get('profile_digest')}, profile {self.state.get('profile', {}).get('name')!r}); "
+                    f"this run's digest is {self.digest}. Use another output folder, or delete that one: skipping its "
+                    "finished stages would mix results."
                 )
         self.state.setdefault("stages", {})
         self.state["profile_digest"] = self.digest
@@ -172,40 +214,79 @@ class SynPrivPipeline:
         self._save_state()
         root = self.bundles / bundle
         files = [str(root / "configs" / c) for c in configs]
+        # monai.bundle.run drops keyword overrides whose value is None: pass None as the expression "$None"
+        overrides = {k: ("$None" if v is None else v) for k, v in {**self._common(), **overrides}.items()}
+        self.tracker.log_params(run_id, {f"override.{k}": v for k, v in overrides.items()})
         from monai.bundle import run as bundle_run
 
-        try:
-            bundle_run(
-                config_file=files if len(files) > 1 else files[0],
-                meta_file=str(root / "configs" / "metadata.json"),
-                logging_file=str(root / "configs" / "logging.conf"),
-                tracking="mlflow",
-                bundle_root=str(root),
-                tracking_uri=self.tracking_uri,
-                experiment_name=self.experiment_name,
-                run_name=run_name,
-                **self._common(),
-                **overrides,
-            )
-        except Exception as e:
-            self.tracker.finish(run_id, "FAILED")
-            st["status"] = "failed"
-            self._save_state()
-            raise PipelineError(f"stage {key!r} ({bundle}: {', '.join(configs)}) failed: {e}") from e
-        self.tracker.finish(run_id)
+        bundle_run(
+            config_file=files if len(files) > 1 else files[0],
+            meta_file=str(root / "configs" / "metadata.json"),
+            logging_file=str(root / "configs" / "logging.conf"),
+            tracking="mlflow",
+            bundle_root=str(root),
+            tracking_uri=self.tracking_uri,
+            experiment_name=self.experiment_name,
+            run_name=run_name,
+            **overrides,
+        )
         return run_id
 
-    def _stage(self, key: str, outputs: Sequence[Path], fn: Callable[[], str | None], bar: Any = None) -> str | None:
-        """Run ``fn`` unless every path in ``outputs`` exists; record time, status and run id."""
+    @staticmethod
+    def _fingerprint(inputs: Sequence[Path]) -> dict[str, str | None]:
+        """SHA-256 of each input file (None: missing), so that a stage reruns when what it was built from changed."""
+        return {str(p): (sha256_file(p) if Path(p).is_file() else None) for p in inputs}
+
+    def _stage(
+        self,
+        key: str,
+        outputs: Sequence[Path],
+        fn: Callable[[], str | None],
+        bar: Any = None,
+        inputs: Sequence[Path] = (),
+        clean: Sequence[Path] = (),
+    ) -> str | None:
+        """Run ``fn`` unless it finished before, its ``outputs`` all exist and its ``inputs`` are unchanged (same
+        SHA-256: e.g. a retrained translator reruns synthesis and everything downstream). A finished stage that must
+        run again first deletes its ``clean`` folders (old checkpoints would otherwise be resumed); an interrupted
+        one keeps them and resumes. Records time, status, run id and input fingerprints; a failure (or an
+        interruption) marks the stage's MLflow run FAILED (KILLED)."""
+        assert self.tracker is not None
         st = self._stage_state(key)
         t0 = time.time()
-        if outputs and all(Path(p).exists() for p in outputs) and st.get("status") == "done":
+        fingerprint = self._fingerprint(inputs)
+        if (
+            outputs
+            and all(Path(p).exists() for p in outputs)
+            and st.get("status") == "done"
+            and st.get("inputs", {}) == fingerprint
+        ):
             verb = "skipped (outputs exist)"
         else:
-            run_id = fn()
+            if st.get("status") == "done":  # finished before, but its inputs changed or an output was deleted
+                for path in clean:
+                    shutil.rmtree(path, ignore_errors=True)
+                st.pop("run_id", None)  # a fresh MLflow run for the new result
+            st.pop("seconds", None)
+            try:
+                run_id = fn()
+            except BaseException as e:
+                st["status"] = "failed"
+                self._save_state()
+                if st.get("run_id"):
+                    self.tracker.finish(st["run_id"], "FAILED" if isinstance(e, Exception) else "KILLED")
+                if isinstance(e, Exception) and not isinstance(e, PipelineError):
+                    raise PipelineError(f"stage {key!r} failed: {type(e).__name__}: {e}") from e
+                raise
             if run_id:
                 st["run_id"] = run_id
-            st.update(status="done", seconds=round(time.time() - t0, 1), outputs=[str(p) for p in outputs])
+                self.tracker.finish(run_id)
+            st.update(
+                status="done",
+                seconds=round(time.time() - t0, 1),
+                outputs=[str(p) for p in outputs],
+                inputs=fingerprint,
+            )
             self._save_state()
             verb = f"done in {st['seconds']:.0f} s"
         msg = f"[pipeline] {key}: {verb}"
@@ -224,6 +305,8 @@ class SynPrivPipeline:
         assert self.tracker is not None
         st = self._stage_state("prepare")
         run_id, _ = self.tracker.stage_run("prepare", st.get("run_id"))
+        st.update(run_id=run_id, status="running")
+        self._save_state()
         data = self.profile["data"]
         downstream = prepare_brain_tumor_mri(self.downstream_dir, self.cache / "brain_tumor_mri")
         slices = prepare_multicontrast_slices(
@@ -243,7 +326,6 @@ class SynPrivPipeline:
             {f"datalist_{k}": v for k, v in (("downstream", downstream), ("slices", slices), ("authentic", authentic))},
         )
         self.tracker.log_metrics(run_id, {f"count_{k}": v for k, v in counts.items()})
-        self.tracker.finish(run_id)
         self.state["datalists"] = {"downstream": str(downstream), "slices": str(slices), "authentic": str(authentic)}
         self.state["counts"] = counts
         return run_id
@@ -278,7 +360,6 @@ class SynPrivPipeline:
         overrides = {
             **self._translator_common(),
             "output_dir": _expr_path(self.out / "translator" / "evaluate"),
-            "overwrite": True,
             **self.profile["translator_evaluate"],
         }
         tags = {f"{TAG_PREFIX}translator_run_id": self.state["stages"]["translator_train"].get("run_id")}
@@ -443,80 +524,28 @@ class SynPrivPipeline:
             self.state.get("parent_run_id"),
             tags={f"{TAG_PREFIX}profile": self.profile["name"], f"{TAG_PREFIX}profile_digest": self.digest},
         )
-        self.state["parent_run_id"] = parent
-        self.tracker.log_params(
-            parent,
-            {
-                "profile": self.profile["name"],
-                "seeds": self.seeds,
-                "arms": [a.name for a in self.arms],
-                "output_dir": str(self.out),
-                "data_root": str(self.data_root),
-                **{f"data_{k}": v for k, v in self.profile["data"].items()},
-            },
-        )
-        self._save_state()
         keys = self.stage_keys()
         bar = tqdm(total=len(keys), desc="pipeline", unit="stage") if (self.progress and has_tqdm) else None
         t0 = time.time()
         try:
-            data = self.profile["data"]
-            prepared = [
-                self.cache / "brain_tumor_mri" / "brain_tumor_mri_datalist.json",
-                self.cache / f"translation_{data['contrast_a']}_to_{data['contrast_b']}_axis2.json",
-                self.cache / f"authentic_pairs_{data['contrast_a']}_{data['contrast_b']}.json",
-            ]
-            self._stage("prepare", prepared if "datalists" in self.state else [], self.prepare, bar)
-            tr = self.out / "translator"
-            self._stage("translator_train", [tr / "models" / "model.pt"], self.translator_train, bar)
-            self._stage(
-                "translator_evaluate",
-                [tr / "evaluate" / "metrics" / "translation_metrics.json"],
-                self.translator_evaluate,
-                bar,
+            self.state["parent_run_id"] = parent
+            self.tracker.log_params(
+                parent,
+                {
+                    "profile": self.profile["name"],
+                    "profile_digest": self.digest,
+                    "seeds": self.seeds,
+                    "arms": [a.name for a in self.arms],
+                    "output_dir": str(self.out),
+                    "multicontrast_dir": str(self.multicontrast_dir),
+                    "downstream_dir": str(self.downstream_dir),
+                    **{f"data_{k}": v for k, v in self.profile["data"].items()},
+                },
             )
-            self._stage(
-                "synthesis",
-                [
-                    self.out / "synthesis" / "privileged" / "paired_datalist.json",
-                    self.out / "synthesis" / "synthesis_grid.png",
-                ],
-                self.synthesis,
-                bar,
-            )
-            for seed in self.seeds:
-                for arm in self.arms:
-                    d = self._arm_dir(arm.name, seed)
-                    train_id = self._stage(
-                        f"ssl_train/{arm.name}/seed{seed}",
-                        [d / "models" / "model.pt"],
-                        lambda arm=arm, seed=seed: self.ssl_train(arm, seed),
-                        bar,
-                    )
-                    tags = {**self._lineage(arm), f"{TAG_PREFIX}ssl_run_id": train_id}
-                    self._stage(
-                        f"ssl_evaluate/{arm.name}/seed{seed}",
-                        [d / "evaluate" / "probes" / "probe_metrics.json"],
-                        lambda arm=arm, seed=seed, tags=tags: self.ssl_evaluate(arm.name, seed, tags),
-                        bar,
-                    )
-                if self.profile["random_init_baseline"]:
-                    d = self._arm_dir(RANDOM_INIT, seed)
-
-                    def _random(seed: int = seed) -> str:
-                        self.random_init(seed)
-                        return self.ssl_evaluate(RANDOM_INIT, seed, {f"{TAG_PREFIX}pairs": "none"})
-
-                    self._stage(
-                        f"ssl_evaluate/{RANDOM_INIT}/seed{seed}",
-                        [d / "evaluate" / "probes" / "probe_metrics.json"],
-                        _random,
-                        bar,
-                    )
-            report = self.out / "report" / "results.md"
-            self._stage("report", [], lambda: write_report(self), bar)
-        except BaseException:
-            self.tracker.finish(parent, "FAILED")
+            self._save_state()
+            report = self._run_stages(bar, write_report)
+        except BaseException as e:
+            self.tracker.finish(parent, "FAILED" if isinstance(e, Exception) else "KILLED")
             raise
         finally:
             if bar is not None:
@@ -525,6 +554,79 @@ class SynPrivPipeline:
         self._save_state()
         self.tracker.finish(parent)
         print(
-            f"[pipeline] report: {report}; MLflow: {self.tracking_uri} (experiment {self.experiment_name!r}, run {parent})"
+            f"[pipeline] report: {report}; MLflow: {self.tracking_uri} "
+            f"(experiment {self.experiment_name!r}, parent run {parent})"
         )
         return report
+
+    def _run_stages(self, bar: Any, write_report: Callable[[SynPrivPipeline], None]) -> Path:
+        data = self.profile["data"]
+        downstream = self.cache / "brain_tumor_mri" / "brain_tumor_mri_datalist.json"
+        slices = self.cache / f"translation_{data['contrast_a']}_to_{data['contrast_b']}_axis2.json"
+        authentic = self.cache / f"authentic_pairs_{data['contrast_a']}_{data['contrast_b']}.json"
+        self._stage("prepare", [downstream, slices, authentic] if "datalists" in self.state else [], self.prepare, bar)
+        tr = self.out / "translator"
+        translator = tr / "models" / "model.pt"
+        paired = self.out / "synthesis" / "privileged" / "paired_datalist.json"
+        self._stage(
+            "translator_train",
+            [translator],
+            self.translator_train,
+            bar,
+            inputs=[downstream, slices],
+            clean=[tr / "models", tr / "train"],
+        )
+        self._stage(
+            "translator_evaluate",
+            [tr / "evaluate" / "metrics" / "translation_metrics.json"],
+            self.translator_evaluate,
+            bar,
+            inputs=[translator],
+            clean=[tr / "evaluate"],
+        )
+        self._stage(
+            "synthesis",
+            [paired, self.out / "synthesis" / "synthesis_grid.png"],
+            self.synthesis,
+            bar,
+            inputs=[translator, downstream],
+            clean=[self.out / "synthesis"],
+        )
+        pairs_file = {"downstream": downstream, "authentic": authentic, "synthetic": paired}
+        for seed in self.seeds:
+            for arm in self.arms:
+                d = self._arm_dir(arm.name, seed)
+                train_id = self._stage(
+                    f"ssl_train/{arm.name}/seed{seed}",
+                    [d / "models" / "model.pt"],
+                    lambda arm=arm, seed=seed: self.ssl_train(arm, seed),
+                    bar,
+                    inputs=[pairs_file[arm.pairs]],
+                    clean=[d / "models", d / "train"],
+                )
+                tags = {**self._lineage(arm), f"{TAG_PREFIX}ssl_run_id": train_id}
+                self._stage(
+                    f"ssl_evaluate/{arm.name}/seed{seed}",
+                    [d / "evaluate" / "probes" / "probe_metrics.json"],
+                    lambda arm=arm, seed=seed, tags=tags: self.ssl_evaluate(arm.name, seed, tags),
+                    bar,
+                    inputs=[d / "models" / "model.pt", downstream],
+                    clean=[d / "evaluate"],
+                )
+            if self.profile["random_init_baseline"]:
+                d = self._arm_dir(RANDOM_INIT, seed)
+
+                def _random(seed: int = seed) -> str:
+                    self.random_init(seed)
+                    return self.ssl_evaluate(RANDOM_INIT, seed, {f"{TAG_PREFIX}pairs": "none"})
+
+                self._stage(
+                    f"ssl_evaluate/{RANDOM_INIT}/seed{seed}",
+                    [d / "evaluate" / "probes" / "probe_metrics.json"],
+                    _random,
+                    bar,
+                    inputs=[downstream],
+                    clean=[d],
+                )
+        self._stage("report", [], lambda: write_report(self), bar)
+        return self.out / "report" / "results.md"
