@@ -19,7 +19,7 @@ export MLFLOW_TRACKING_URI="sqlite:///$OUT/mlruns.db"
 
 case "$PROFILE" in
   quick) NET=(--image_size "[64,64]" --ngf 32 --num_res_blocks 6); TRAIN=(--ndf 32 --epochs_constant 8 --epochs_decay 8) ;;
-  full)  NET=(--image_size "[256,256]" --crop_size None --ngf 64 --num_res_blocks 9)
+  full)  NET=(--image_size "[256,256]" --crop_size "\$None" --ngf 64 --num_res_blocks 9)
          TRAIN=(--ndf 64 --epochs_constant 100 --epochs_decay 100) ;;
   *) echo "unknown PROFILE=$PROFILE (quick|full)" >&2; exit 1 ;;
 esac

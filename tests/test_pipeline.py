@@ -39,7 +39,19 @@ def tiny_run(tmp_path_factory) -> Path:
     require(DATA / "brain_tumor_mri_4class" / "brain_tumor_mri_224.tar")
     require(DATA / "mri_brain_multicontrast")
     out = tmp_path_factory.mktemp("pipeline") / "tiny"
-    _run_cli(out)
+    # stage by stage: stop after the synthesis, then continue to the end
+    first = _run_cli(out, "--until", "synthesis")
+    assert "stopped after stage 'synthesis'" in first.stdout
+    state = json.loads((out / "pipeline_state.json").read_text())
+    assert [k for k, v in state["stages"].items() if v["status"] == "done"] == [
+        "prepare",
+        "translator_train",
+        "translator_evaluate",
+        "synthesis",
+    ]
+    assert not (out / "ssl").exists() and not (out / "report").exists()
+    second = _run_cli(out)
+    assert second.stdout.count("skipped (outputs exist)") == 4
     return out
 
 

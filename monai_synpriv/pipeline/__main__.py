@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .runner import SynPrivPipeline
+from .runner import STAGES, SynPrivPipeline
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking_uri", default=None, help="MLflow URI (default sqlite:///<output>/mlruns.db)")
     parser.add_argument("--experiment_name", default="synpriv_pipeline")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    parser.add_argument("--until", choices=STAGES, default=None, help="stop after this stage (run again to go on)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar over the stages")
     args = parser.parse_args(argv)
     pipe = SynPrivPipeline(
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         experiment_name=args.experiment_name,
         device=args.device,
         progress=not args.no_progress,
+        until=args.until,
     )
     pipe.run()
     return 0

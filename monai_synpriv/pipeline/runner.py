@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "pipeline_state.json"
 
+#: the stages in order (``until`` takes one of them)
+STAGES = ("prepare", "translator_train", "translator_evaluate", "synthesis", "ssl", "report")
+
 #: profile section -> (bundle, configs its keys override)
 _SECTION_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "translator_train": ("unpaired_translator", ["train.json"]),
@@ -72,6 +75,12 @@ def default_data_root() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
+def _stage_group(key: str) -> str:
+    """The entry of :data:`STAGES` a stage key belongs to (``ssl_train/<arm>/seed0`` -> ``ssl``)."""
+    head = key.split("/")[0]
+    return "ssl" if head.startswith("ssl_") else head
+
+
 def _expr_path(path: Path | str) -> str:
     """A path as a MONAI config expression (``"$'/abs/path'"``): MONAI's tracking patch needs ``output_dir`` so."""
     return f"${str(Path(path).absolute())!r}"
@@ -92,6 +101,8 @@ class SynPrivPipeline:
         experiment_name: MLflow experiment of the parent and stage runs.
         device: ``cpu``, ``cuda``, ``cuda:1``... (default: each bundle's choice, CUDA when available).
         progress: show a progress bar over the stages.
+        until: stop after this stage (one of :data:`STAGES`; ``ssl`` = every SSL training and evaluation), to run
+            the experiment stage by stage; a later call continues from there.
     """
 
     def __init__(
@@ -104,7 +115,11 @@ class SynPrivPipeline:
         experiment_name: str = "synpriv_pipeline",
         device: str | None = None,
         progress: bool = True,
+        until: str | None = None,
     ) -> None:
+        if until is not None and until not in STAGES:
+            raise ValueError(f"until must be one of {list(STAGES)}, got {until!r}.")
+        self.until = until
         self.profile = load_profile(profile)
         self.out = Path(output_dir).absolute()
         self.data_root = Path(data_root or default_data_root()).absolute()
@@ -500,8 +515,9 @@ class SynPrivPipeline:
                 keys.append(f"ssl_evaluate/{RANDOM_INIT}/seed{seed}")
         return keys + ["report"]
 
-    def run(self) -> Path:
-        """Run (or continue) every stage; returns the path of the markdown report."""
+    def run(self) -> Path | None:
+        """Run (or continue) every stage (up to ``until``); returns the path of the markdown report (None when
+        stopped before the report)."""
         self.out.mkdir(parents=True, exist_ok=True)
         # MONAI's handler and MLflow's fluent API both honour MLFLOW_TRACKING_URI: point it at this run's store
         previous_uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -514,7 +530,7 @@ class SynPrivPipeline:
             else:
                 os.environ["MLFLOW_TRACKING_URI"] = previous_uri
 
-    def _run_all(self) -> Path:
+    def _run_all(self) -> Path | None:
         from .report import write_report
 
         self.tracker = PipelineTracker(self.tracking_uri, self.experiment_name)
@@ -525,6 +541,8 @@ class SynPrivPipeline:
             tags={f"{TAG_PREFIX}profile": self.profile["name"], f"{TAG_PREFIX}profile_digest": self.digest},
         )
         keys = self.stage_keys()
+        if self.until is not None:
+            keys = [k for k in keys if STAGES.index(_stage_group(k)) <= STAGES.index(self.until)]
         bar = tqdm(total=len(keys), desc="pipeline", unit="stage") if (self.progress and has_tqdm) else None
         t0 = time.time()
         try:
@@ -552,6 +570,12 @@ class SynPrivPipeline:
                 bar.close()
         self.state["total_seconds_last_invocation"] = round(time.time() - t0, 1)
         self._save_state()
+        if report is None:
+            self.tracker.set_tags(parent, {f"{TAG_PREFIX}stopped_after": self.until})  # re-opened by the next call
+            self.tracker.finish(parent)
+            print(f"[pipeline] stopped after stage {self.until!r}; run again without --until to continue.")
+            return None
+        self.tracker.set_tags(parent, {f"{TAG_PREFIX}stopped_after": "report"})
         self.tracker.finish(parent)
         print(
             f"[pipeline] report: {report}; MLflow: {self.tracking_uri} "
@@ -559,12 +583,14 @@ class SynPrivPipeline:
         )
         return report
 
-    def _run_stages(self, bar: Any, write_report: Callable[[SynPrivPipeline], None]) -> Path:
+    def _run_stages(self, bar: Any, write_report: Callable[[SynPrivPipeline], None]) -> Path | None:
         data = self.profile["data"]
         downstream = self.cache / "brain_tumor_mri" / "brain_tumor_mri_datalist.json"
         slices = self.cache / f"translation_{data['contrast_a']}_to_{data['contrast_b']}_axis2.json"
         authentic = self.cache / f"authentic_pairs_{data['contrast_a']}_{data['contrast_b']}.json"
         self._stage("prepare", [downstream, slices, authentic] if "datalists" in self.state else [], self.prepare, bar)
+        if self.until == "prepare":
+            return None
         tr = self.out / "translator"
         translator = tr / "models" / "model.pt"
         paired = self.out / "synthesis" / "privileged" / "paired_datalist.json"
@@ -576,6 +602,8 @@ class SynPrivPipeline:
             inputs=[downstream, slices],
             clean=[tr / "models", tr / "train"],
         )
+        if self.until == "translator_train":
+            return None
         self._stage(
             "translator_evaluate",
             [tr / "evaluate" / "metrics" / "translation_metrics.json"],
@@ -584,6 +612,8 @@ class SynPrivPipeline:
             inputs=[translator],
             clean=[tr / "evaluate"],
         )
+        if self.until == "translator_evaluate":
+            return None
         self._stage(
             "synthesis",
             [paired, self.out / "synthesis" / "synthesis_grid.png"],
@@ -592,6 +622,8 @@ class SynPrivPipeline:
             inputs=[translator, downstream],
             clean=[self.out / "synthesis"],
         )
+        if self.until == "synthesis":
+            return None
         pairs_file = {"downstream": downstream, "authentic": authentic, "synthetic": paired}
         for seed in self.seeds:
             for arm in self.arms:
@@ -628,5 +660,7 @@ class SynPrivPipeline:
                     inputs=[downstream],
                     clean=[d],
                 )
+        if self.until == "ssl":
+            return None
         self._stage("report", [], lambda: write_report(self), bar)
         return self.out / "report" / "results.md"
