@@ -1,5 +1,6 @@
 """Ignite handlers (attach to any MONAI engine)."""
 
+from .atomic_checkpoint import AtomicCheckpointSaver, AtomicDiskSaver
 from .collapse_monitor import EmbeddingCollapseMonitor, effective_rank, embedding_std
 from .image_grid import TranslationGridSaver
 from .metrics_json import MetricsJSONWriter
@@ -7,6 +8,8 @@ from .mlflow_extras import MLflowExtrasHandler, find_mlflow_handler
 from .probe_evaluation import ProbeEvaluationHandler
 
 __all__ = [
+    "AtomicCheckpointSaver",
+    "AtomicDiskSaver",
     "EmbeddingCollapseMonitor",
     "MLflowExtrasHandler",
     "MetricsJSONWriter",
