@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, bundle
 
 SSL = REPO / "bundles" / "multimodal_ssl"
