@@ -6,6 +6,7 @@ from .image_grid import TranslationGridSaver
 from .metrics_json import MetricsJSONWriter
 from .mlflow_extras import MLflowExtrasHandler, find_mlflow_handler
 from .probe_evaluation import ProbeEvaluationHandler
+from .resilient_mlflow import ResilientMlflowClient, ResilientMLFlowHandler
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -14,6 +15,8 @@ __all__ = [
     "MLflowExtrasHandler",
     "MetricsJSONWriter",
     "ProbeEvaluationHandler",
+    "ResilientMLFlowHandler",
+    "ResilientMlflowClient",
     "TranslationGridSaver",
     "effective_rank",
     "embedding_std",

@@ -100,7 +100,10 @@ class MLflowExtrasHandler:
         if not self._params_done:
             from mlflow.entities import Param, RunTag
 
-            logged = handler.client.get_run(run_id).data.params
+            try:
+                logged = handler.client.get_run(run_id).data.params
+            except Exception:  # tracking server unreachable: log them all (an identical value may be re-logged)
+                logged = {}
             params = [Param(str(k), str(v)) for k, v in self.params.items() if str(k) not in logged]
             tags = [RunTag(str(k), str(v)) for k, v in self.tags.items()]
             handler.client.log_batch(run_id, metrics=[], params=params, tags=tags)
