@@ -13,6 +13,7 @@ from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
 from ..losses import CycleGANGeneratorLoss, DiscriminatorLoss
+from ..utils.distributed import unwrap
 from .base import TranslationTrainerBase
 from .image_pool import ImagePool
 from .keys import TranslationIterationEvents, TranslationKeys
@@ -171,9 +172,11 @@ class CycleGANTrainer(TranslationTrainerBase):
         self.g_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
         with autocast_context(self.amp, self.amp_kwargs):
             gen = self._generate(real_a, real_b, with_identity)
+            # the unwrapped discriminators: under DistributedDataParallel a forward pass whose parameters get no
+            # gradient would leave DDP waiting for a reduction that never comes
             g_terms = self.g_loss_function(
-                self.d_b(gen[K.FAKE_B]),
-                self.d_a(gen[K.FAKE_A]),
+                unwrap(self.d_b)(gen[K.FAKE_B]),
+                unwrap(self.d_a)(gen[K.FAKE_A]),
                 real_a,
                 real_b,
                 gen[K.REC_A],

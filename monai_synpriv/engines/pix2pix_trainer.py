@@ -13,6 +13,7 @@ from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
 from ..losses import DiscriminatorLoss, Pix2PixGeneratorLoss
+from ..utils.distributed import unwrap
 from .base import TranslationTrainerBase
 from .keys import TranslationIterationEvents, TranslationKeys
 from .utils import autocast_context, requires_grad
@@ -102,7 +103,7 @@ class Pix2PixTrainer(TranslationTrainerBase):
         self.g_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
         with autocast_context(self.amp, self.amp_kwargs):
             fake_b = self.generator(real_a)
-            g_terms = self.g_loss_function(self.discriminator(torch.cat([real_a, fake_b], 1)), fake_b, real_b)
+            g_terms = self.g_loss_function(unwrap(self.discriminator)(torch.cat([real_a, fake_b], 1)), fake_b, real_b)
         self._backward_step(g_terms["total"], self.g_optimizer, self.g_scaler)
         engine.fire_event(TranslationIterationEvents.GENERATORS_COMPLETED)
 

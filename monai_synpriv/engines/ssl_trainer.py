@@ -13,6 +13,7 @@ from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
 from ..networks.multibranch import MultiBranchSSLNet
+from ..utils.distributed import unwrap
 from .utils import attach_loss_averages, autocast_context, make_grad_scaler, to_plain_tensor
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class MultiBranchSSLTrainer(Trainer):
         device: torch.device | str,
         max_epochs: int,
         train_data_loader: Iterable | DataLoader,
-        network: MultiBranchSSLNet,
+        network: MultiBranchSSLNet | torch.nn.Module,
         optimizer: Optimizer,
         loss_function: Callable,
         branch_keys: Sequence[str],
@@ -80,10 +81,11 @@ class MultiBranchSSLTrainer(Trainer):
             decollate=decollate,
             amp_kwargs=amp_kwargs,
         )
-        if len(branch_keys) != network.num_branches:
+        net = unwrap(network)  # DistributedDataParallel under torchrun
+        if len(branch_keys) != net.num_branches:
             raise ValueError(
                 f"branch_keys {list(branch_keys)} name {len(branch_keys)} inputs but the network has "
-                f"{network.num_branches} branches (encoder_indices {network.encoder_indices})."
+                f"{net.num_branches} branches (encoder_indices {net.encoder_indices})."
             )
         self.network, self.optimizer, self.loss_function = network, optimizer, loss_function
         self.branch_keys = list(branch_keys)

@@ -58,6 +58,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
     """
 
     def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
+        # created here, race-free: under torchrun every rank builds the saver and ignite's mkdir is not exist_ok
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(save_dir, save_dict, *args, **kwargs)
         for ckpt in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if ckpt is not None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from ..utils.distributed import is_rank0
 from ..visualize import save_image_grid
 
 if TYPE_CHECKING:
@@ -94,6 +95,8 @@ class TranslationGridSaver:
                 self._collected = self._collected[::2]
 
     def __call__(self, engine: Engine) -> None:
+        if not is_rank0():  # under torchrun only rank 0 writes files
+            return
         if not self.epoch_level and self._collected:
             idx = np.linspace(0, len(self._collected) - 1, min(self.max_samples, len(self._collected)))
             samples = [self._collected[int(round(i))][1] for i in idx]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from monai.utils import IgniteInfo, min_version, optional_import
 
+from ..utils.distributed import is_rank0
 from ..utils.io import write_json_atomic
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class MetricsJSONWriter:
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
+        if not is_rank0():  # under torchrun only rank 0 writes files
+            return
         metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}
         comparison = {}
         for name, value in metrics.items():

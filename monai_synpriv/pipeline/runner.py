@@ -238,7 +238,7 @@ class SynPrivPipeline:
             config_file=files if len(files) > 1 else files[0],
             meta_file=str(root / "configs" / "metadata.json"),
             logging_file=str(root / "configs" / "logging.conf"),
-            tracking="mlflow",
+            tracking=str(root / "configs" / "mlflow_tracking.json"),
             bundle_root=str(root),
             tracking_uri=self.tracking_uri,
             experiment_name=self.experiment_name,

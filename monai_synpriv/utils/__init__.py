@@ -1,6 +1,18 @@
-"""Utilities: atomic writes, checkpoints, MLflow helpers."""
+"""Utilities: atomic writes, checkpoints, distributed (torchrun) helpers."""
 
 from .checkpoints import find_latest_checkpoint
+from .distributed import init_distributed, is_rank0, rank, replica_report, unwrap
 from .io import atomic_path, require_file, sha256_file, write_json_atomic
 
-__all__ = ["atomic_path", "find_latest_checkpoint", "require_file", "sha256_file", "write_json_atomic"]
+__all__ = [
+    "atomic_path",
+    "find_latest_checkpoint",
+    "init_distributed",
+    "is_rank0",
+    "rank",
+    "replica_report",
+    "require_file",
+    "sha256_file",
+    "unwrap",
+    "write_json_atomic",
+]
