@@ -1,6 +1,7 @@
 """Datalists, public-set readers, input checks and unpaired sampling."""
 
 from .brain_tumor import BRAIN_TUMOR_CLASSES, prepare_brain_tumor_mri
+from .caching import cached_dataset
 from .checks import InputDataError, check_images, check_translation_inputs
 from .datalist import (
     IMAGE_SUFFIXES,
@@ -31,6 +32,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "InputDataError",
     "UnpairedDataset",
+    "cached_dataset",
     "check_images",
     "check_translation_inputs",
     "folder_to_datalist",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from monai.handlers import MLFlowHandler
-from monai.utils import optional_import
+from monai.utils import optional_import, path_to_uri
 
 mlflow, _ = optional_import("mlflow")
 
@@ -138,7 +138,14 @@ class ResilientMLFlowHandler(MLFlowHandler):
     def _write_fallback(self, client: ResilientMlflowClient, run: Any) -> None:
         local = mlflow.MlflowClient(tracking_uri=self.fallback_uri)
         exp = local.get_experiment_by_name(self.experiment_name)
-        exp_id = exp.experiment_id if exp is not None else local.create_experiment(self.experiment_name)
+        artifacts = None  # next to a SQLite fallback store (MLflow's default would be ./mlruns of the working folder)
+        if self.fallback_uri.startswith("sqlite:///"):
+            artifacts = path_to_uri(Path(self.fallback_uri[len("sqlite:///") :]).parent / "mlruns_offline")
+        exp_id = (
+            exp.experiment_id
+            if exp is not None
+            else local.create_experiment(self.experiment_name, artifact_location=artifacts)
+        )
         original = run.info.run_id if run is not None else "unknown"
         name = run.info.run_name if run is not None else self.run_name
         new = local.create_run(

@@ -488,14 +488,13 @@ class SynPrivPipeline:
     def ssl_evaluate(self, arm_name: str, seed: int, tags: dict[str, Any]) -> str:
         d = self._arm_dir(arm_name, seed)
         train = {k: v for k, v in self.profile["ssl_train"].items() if k in ("depth", "image_size")}
-        size = "x".join(str(s) for s in train.get("image_size", [64, 64]))
         overrides = {
             **train,
             "labelled_datalist": self.state["datalists"]["downstream"],
             "ckpt_path": str(d / "models" / "model.pt"),
             "output_dir": _expr_path(d / "evaluate"),
             "cache_dir": str(self.cache),
-            "dataset_cache_dir": str(self.cache / f"probe_images_{size}"),
+            "persistent_cache_dir": str(self.cache / "probe_images"),
             "seed": seed,
             "embedding_plot": seed in self.profile["embedding_plot_seeds"],
             **self.profile["ssl_evaluate"],
