@@ -10,7 +10,7 @@ import torch
 
 from .utils.io import atomic_path
 
-__all__ = ["to_display", "save_image_grid"]
+__all__ = ["save_figure", "save_image_grid", "to_display"]
 
 
 def to_display(img: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -72,8 +72,15 @@ def save_image_grid(
                 ax.set_ylabel(row_titles[r], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path, dpi=100)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> str:
+    """Lay out a matplotlib figure, write it as PNG atomically, close it; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return str(path)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..evaluation.probes import error_reduction
 from ..utils.io import atomic_path, write_json_atomic
+from ..visualize import save_figure
 from .arms import ARMS, RANDOM_INIT
 
 if TYPE_CHECKING:
@@ -138,11 +139,7 @@ def plot_accuracy(
     ax.set_ylabel("test accuracy (frozen primary encoder)")
     ax.set_title("Probe accuracy per arm: mean ± s.d. over seeds, dots = seeds")
     ax.legend(fontsize=7, ncol=len(probes) + 1)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, path)
 
 
 def _montage(images: Sequence[tuple[str, str]], path: str | Path, title: str) -> str | None:
@@ -164,11 +161,7 @@ def _montage(images: Sequence[tuple[str, str]], path: str | Path, title: str) ->
         ax.imshow(plt.imread(p))
         ax.set_title(t, fontsize=9)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return str(path)
+    return save_figure(fig, path)
 
 
 def write_report(pipe: SynPrivPipeline) -> None:
