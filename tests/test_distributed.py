@@ -31,7 +31,15 @@ SMALL = {
         "32",
     ],
 }
-LOSS = {"multimodal_ssl": "epoch_loss", "unpaired_translator": "epoch_loss_g"}
+SMALL["pix2pix"] = SMALL["unpaired_translator"][:4] + ["--num_downs", "5", "--batch_size", "2"]
+SMALL["pix2pix"] += ["--epochs_constant", "1", "--epochs_decay", "1", "--epoch_length", "3", "--max_items", "32"]
+LOSS = {"multimodal_ssl": "epoch_loss", "unpaired_translator": "epoch_loss_g", "pix2pix": "epoch_loss_g"}
+CONFIGS = {
+    "multimodal_ssl": "['configs/train.json','configs/multi_gpu_train.json']",
+    "unpaired_translator": "['configs/train.json','configs/multi_gpu_train.json']",
+    "pix2pix": "['configs/train.json','configs/train_pix2pix.json','configs/multi_gpu_train.json',"
+    "'configs/multi_gpu_train_pix2pix.json']",
+}
 
 
 def _free_port() -> int:
@@ -40,15 +48,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", ["multimodal_ssl", "unpaired_translator"])
+@pytest.mark.parametrize("name", ["multimodal_ssl", "unpaired_translator", "pix2pix"])
 def test_two_process_gloo_run(tmp_path, multicontrast_dir, name):
     import mlflow
 
-    root = REPO / "bundles" / name
+    root = REPO / "bundles" / ("unpaired_translator" if name == "pix2pix" else name)
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
-    cmd += ["-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
+    cmd += ["-m", "monai.bundle", "run", "--config_file", CONFIGS[name]]
     cmd += ["--bundle_root", ".", "--dataset_dir", str(multicontrast_dir), "--cache_dir", str(tmp_path / "cache")]
     cmd += ["--ckpt_dir", str(tmp_path / "models"), "--output_dir", f"$'{tmp_path / 'out'}'", *SMALL[name]]
     cmd += ["--tracking", "configs/mlflow_tracking.json", "--experiment_name", "ddp", "--run_name", "ddp_run"]
