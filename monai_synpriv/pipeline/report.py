@@ -176,11 +176,13 @@ def write_report(pipe: SynPrivPipeline) -> None:
     rows: list[dict[str, Any]] = []
     probes: list[str] = []
     majority = None
+    num_test = 0
     for seed in pipe.seeds:
         for arm in arms:
             d = pipe.out / "ssl" / arm / f"seed{seed}"
             res = json.loads((d / "evaluate" / "probes" / "probe_metrics.json").read_text())
             majority = res.get("majority_rate", majority)
+            num_test = int(res["num_test"])
             run_id = pipe.state["stages"].get(f"ssl_evaluate/{arm}/seed{seed}", {}).get("run_id")
             for probe, m in res["probes"].items():
                 probes = probes if probe in probes else probes + [probe]
@@ -230,7 +232,7 @@ def write_report(pipe: SynPrivPipeline) -> None:
         "",
         pipe.profile.get("description", ""),
         "",
-        f"Seeds: {pipe.seeds}. Test split: {_n_test(pipe, arms)} images, majority-class "
+        f"Seeds: {pipe.seeds}. Test split: {num_test} images, majority-class "
         f"rate {majority:.3f}. Values: mean ± sample s.d. over seeds. Error reduction = (1 - acc_baseline) / "
         "(1 - acc_arm) on the mean accuracies (> 1: fewer errors than the baseline), per-seed range in brackets. "
         f"MLflow parent run `{pipe.state['parent_run_id']}`.",
@@ -259,10 +261,3 @@ def write_report(pipe: SynPrivPipeline) -> None:
         flat.update({f"translator/{k}": float(v) for k, v in tmetrics["metrics"].items()})
     pipe.tracker.log_metrics(parent, flat)
     pipe.tracker.log_artifact(parent, out, "report")
-
-
-def _n_test(pipe: SynPrivPipeline, arms: Sequence[str]) -> int:
-    res = json.loads(
-        (pipe.out / "ssl" / arms[0] / f"seed{pipe.seeds[0]}" / "evaluate" / "probes" / "probe_metrics.json").read_text()
-    )
-    return int(res["num_test"])
