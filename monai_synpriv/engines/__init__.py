@@ -1,5 +1,7 @@
-"""MONAI ``Trainer`` subclasses: image translation (CycleGAN, pix2pix) and multi-branch self-supervised learning."""
+"""MONAI ``Trainer`` subclasses: image translation (CycleGAN, pix2pix), multi-branch self-supervised learning and the
+contrastive autoencoder."""
 
+from .autoencoder_trainer import ContrastiveAutoEncoderTrainer
 from .base import TranslationTrainerBase
 from .cyclegan_trainer import CycleGANTrainer
 from .image_pool import ImagePool
@@ -10,6 +12,7 @@ from .ssl_trainer import MultiBranchSSLTrainer
 
 __all__ = [
     "ConstantThenLinearDecay",
+    "ContrastiveAutoEncoderTrainer",
     "CycleGANTrainer",
     "ImagePool",
     "MultiBranchSSLTrainer",

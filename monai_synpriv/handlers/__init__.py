@@ -1,6 +1,8 @@
 """Ignite handlers (attach to any MONAI engine)."""
 
 from .atomic_checkpoint import AtomicCheckpointSaver, AtomicDiskSaver
+from .cluster_assignment import ClusterAssignmentWriter
+from .clustering_evaluation import ClusteringEvaluationHandler
 from .collapse_monitor import EmbeddingCollapseMonitor, effective_rank, embedding_std
 from .image_grid import TranslationGridSaver
 from .metrics_json import MetricsJSONWriter
@@ -11,6 +13,8 @@ from .resilient_mlflow import ResilientMlflowClient, ResilientMLFlowHandler
 __all__ = [
     "AtomicCheckpointSaver",
     "AtomicDiskSaver",
+    "ClusterAssignmentWriter",
+    "ClusteringEvaluationHandler",
     "EmbeddingCollapseMonitor",
     "MLflowExtrasHandler",
     "MetricsJSONWriter",

@@ -1,12 +1,14 @@
 """Losses. Adversarial terms reuse MONAI's ``PatchAdversarialLoss``, Barlow Twins MONAI's ``BarlowTwinsLoss``."""
 
 from .adversarial import DiscriminatorLoss, last_output, make_adversarial_loss
+from .autoencoder import ContrastiveAutoEncoderLoss, gaussian_kl
 from .contrastive import CrossViewInfoNCELoss, MultiBranchBarlowTwinsLoss
 from .cyclegan import CycleGANGeneratorLoss
 from .pix2pix import Pix2PixGeneratorLoss
 from .vicreg import MultiBranchVICRegLoss, vicreg_terms
 
 __all__ = [
+    "ContrastiveAutoEncoderLoss",
     "CrossViewInfoNCELoss",
     "CycleGANGeneratorLoss",
     "DiscriminatorLoss",
@@ -14,6 +16,7 @@ __all__ = [
     "MultiBranchVICRegLoss",
     "Pix2PixGeneratorLoss",
     "last_output",
+    "gaussian_kl",
     "make_adversarial_loss",
     "vicreg_terms",
 ]

@@ -1,5 +1,6 @@
 """Networks (``nn.Module`` s only, no training logic)."""
 
+from .autoencoder import ContrastiveAutoEncoder, LatentClassifier, LatentEncoder
 from .multibranch import (
     RESNET_FEATURES,
     MultiBranchSSLNet,
@@ -12,7 +13,10 @@ from .unet_generator import Pix2PixUNetGenerator
 
 __all__ = [
     "RESNET_FEATURES",
+    "ContrastiveAutoEncoder",
     "CycleGANResNetGenerator",
+    "LatentClassifier",
+    "LatentEncoder",
     "MultiBranchSSLNet",
     "Pix2PixUNetGenerator",
     "ProjectionHead",
