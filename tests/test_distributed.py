@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import DATA, REPO, require
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
 
@@ -31,12 +31,20 @@ SMALL = {
         "32",
     ],
 }
+SMALL["contrastive_ae_clustering"] = ["--batch_size", "8", "--max_epochs", "2", "--epoch_length", "3"]
+SMALL["contrastive_ae_clustering"] += ["--max_items", "64", "--channels", "[8,16,16]"]
 SMALL["pix2pix"] = SMALL["unpaired_translator"][:4] + ["--num_downs", "5", "--batch_size", "2"]
 SMALL["pix2pix"] += ["--epochs_constant", "1", "--epochs_decay", "1", "--epoch_length", "3", "--max_items", "32"]
-LOSS = {"multimodal_ssl": "epoch_loss", "unpaired_translator": "epoch_loss_g", "pix2pix": "epoch_loss_g"}
+LOSS = {
+    "multimodal_ssl": "epoch_loss",
+    "unpaired_translator": "epoch_loss_g",
+    "pix2pix": "epoch_loss_g",
+    "contrastive_ae_clustering": "epoch_loss",
+}
 CONFIGS = {
     "multimodal_ssl": "['configs/train.json','configs/multi_gpu_train.json']",
     "unpaired_translator": "['configs/train.json','configs/multi_gpu_train.json']",
+    "contrastive_ae_clustering": "['configs/train.json','configs/multi_gpu_train.json']",
     "pix2pix": "['configs/train.json','configs/train_pix2pix.json','configs/multi_gpu_train.json',"
     "'configs/multi_gpu_train_pix2pix.json']",
 }
@@ -48,7 +56,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", ["multimodal_ssl", "unpaired_translator", "pix2pix"])
+@pytest.mark.parametrize("name", ["multimodal_ssl", "unpaired_translator", "pix2pix", "contrastive_ae_clustering"])
 def test_two_process_gloo_run(tmp_path, multicontrast_dir, name):
     import mlflow
 
@@ -57,7 +65,11 @@ def test_two_process_gloo_run(tmp_path, multicontrast_dir, name):
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
     cmd += ["-m", "monai.bundle", "run", "--config_file", CONFIGS[name]]
-    cmd += ["--bundle_root", ".", "--dataset_dir", str(multicontrast_dir), "--cache_dir", str(tmp_path / "cache")]
+    if name == "contrastive_ae_clustering":  # BreastMNIST
+        data = ["--data_root", str(require(DATA / "medmnist" / "breastmnist.npz").parents[1])]
+    else:
+        data = ["--dataset_dir", str(multicontrast_dir)]
+    cmd += ["--bundle_root", ".", *data, "--cache_dir", str(tmp_path / "cache")]
     cmd += ["--ckpt_dir", str(tmp_path / "models"), "--output_dir", f"$'{tmp_path / 'out'}'", *SMALL[name]]
     cmd += ["--tracking", "configs/mlflow_tracking.json", "--experiment_name", "ddp", "--run_name", "ddp_run"]
     proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)

@@ -5,6 +5,7 @@ from .caching import cached_dataset
 from .checks import InputDataError, check_images, check_translation_inputs
 from .datalist import (
     IMAGE_SUFFIXES,
+    datalist_classes,
     folder_to_datalist,
     load_datalist_section,
     load_image_list,
@@ -25,6 +26,7 @@ from .slices import foreground_fraction, load_normalized_volume, save_slice, sel
 from .unpaired import UnpairedDataset
 
 __all__ = [
+    "datalist_classes",
     "authentic_pairs_datalist",
     "BRAIN_TUMOR_CLASSES",
     "prepare_brain_tumor_mri",

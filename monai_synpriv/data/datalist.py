@@ -11,6 +11,7 @@ from ..utils.io import write_json_atomic
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "datalist_classes",
     "folder_to_datalist",
     "load_datalist_section",
     "load_image_list",
@@ -183,3 +184,18 @@ def probe_items(
                 )
             out.append({**item, "split": section})
     return out
+
+
+def datalist_classes(datalist: str | os.PathLike) -> list[str]:
+    """The ``classes`` entry of a datalist JSON (class names in label order).
+
+    Raises:
+        FileNotFoundError: no such file. KeyError: the datalist has no ``classes`` (the file is named).
+    """
+    p = Path(datalist)
+    if not p.is_file():
+        raise FileNotFoundError(f"datalist not found: {p}.")
+    classes = json.loads(p.read_text()).get("classes")
+    if not classes:
+        raise KeyError(f"datalist {p} has no 'classes' list (class names in label order); add one or set class_names.")
+    return [str(c) for c in classes]

@@ -12,7 +12,14 @@ import numpy as np
 import torch
 from monai.utils import IgniteInfo, min_version, optional_import
 
-from ..evaluation.clustering import ClusterModel, clustering_metrics, fit_clusters, hungarian_mapping
+from ..evaluation.clustering import (
+    CLUSTER_METHODS,
+    FEATURE_NORMALIZATIONS,
+    ClusterModel,
+    clustering_metrics,
+    fit_clusters,
+    hungarian_mapping,
+)
 from ..utils.distributed import unwrap
 from ..utils.io import write_json_atomic
 from ..visualize import save_figure, save_image_grid
@@ -86,6 +93,19 @@ class ClusteringEvaluationHandler:
         per_cluster: int = 10,
         seed: int = 0,
     ) -> None:
+        # checked here, so that a typo fails before the images are encoded
+        if method not in CLUSTER_METHODS:
+            raise ValueError(f"unknown cluster method {method!r}; choose from {list(CLUSTER_METHODS)}.")
+        if normalization not in FEATURE_NORMALIZATIONS:
+            raise ValueError(
+                f"unknown feature normalization {normalization!r}; choose from {list(FEATURE_NORMALIZATIONS)}."
+            )
+        if criterion not in (None, "silhouette", "bic") or (criterion == "bic" and method != "gmm"):
+            raise ValueError(f"criterion {criterion!r} is not available for {method!r} (kmeans: silhouette; gmm: bic).")
+        if n_clusters is not None and n_clusters < 1:
+            raise ValueError(f"n_clusters must be >= 1 or None (choose in k_range), got {n_clusters}.")
+        if len(class_names) < 1:
+            raise ValueError("class_names is empty: the datalist has no 'classes' entry; set class_names.")
         self.output_dir = Path(output_dir)
         self.class_names = [str(c) for c in class_names]
         self.method, self.n_clusters, self.k_range, self.criterion = method, n_clusters, list(k_range), criterion

@@ -1,0 +1,193 @@
+"""The contrastive_ae_clustering bundle on real data: train -> evaluate -> inference through the MONAI bundle CLI with
+MLflow read back, the 3D path (AdrenalMNIST3D), the supervised overlay and bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA, REPO, bundle, expr, require
+
+ROOT = REPO / "bundles" / "contrastive_ae_clustering"
+BREAST = DATA / "medmnist" / "breastmnist.npz"
+ADRENAL = DATA / "medmnist" / "adrenalmnist3d.npz"
+
+
+def _common(tmp_path, sub: str = "") -> list[str]:
+    out = tmp_path / sub if sub else tmp_path
+    return [
+        "--bundle_root",
+        ".",
+        "--data_root",
+        str(DATA),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--ckpt_dir",
+        str(out / "models"),
+        "--output_dir",
+        expr(out / "eval"),
+    ]
+
+
+def _client(path):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}")
+
+
+def test_train_evaluate_inference_with_mlflow(tmp_path):
+    """BreastMNIST: a short training, the clustering evaluation and the cluster assignment of the test images, each
+    logged to MLflow; the numbers in the files are the logged ones."""
+    require(BREAST)
+    db = tmp_path / "mlruns.db"
+    track = ["--tracking", "configs/mlflow_tracking.json", "--tracking_uri", f"$'sqlite:///{db}'"]
+    common = _common(tmp_path)
+    bundle(
+        "run",
+        "--config_file",
+        "configs/train.json",
+        *common,
+        "--max_epochs",
+        "2",
+        "--epoch_length",
+        "4",
+        "--channels",
+        "[16,32,32]",
+        *track,
+        "--experiment_name",
+        "cae",
+        "--run_name",
+        "train",
+        cwd=ROOT,
+    )
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert any(k.startswith("projector.") for k in state) and any(k.startswith("autoencoder.") for k in state)
+
+    bundle(
+        "run",
+        "--config_file",
+        "configs/evaluate.json",
+        *common,
+        "--channels",
+        "[16,32,32]",
+        *track,
+        "--experiment_name",
+        "cae",
+        "--run_name",
+        "evaluate",
+        cwd=ROOT,
+    )
+    out = tmp_path / "eval" / "clustering"
+    metrics = json.loads((out / "clustering_metrics.json").read_text())
+    assert metrics["num_fit"] == 546 and metrics["num_test"] == 156  # the official BreastMNIST splits
+    assert metrics["n_clusters"] == 2 and metrics["class_names"] == ["0", "1"]
+    for name in ("cluster_montage", "embedding", "reconstructions", "samples", "interpolations"):
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+
+    client = _client(db)
+    exp = client.get_experiment_by_name("cae")
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"train", "evaluate"}
+    train_hist = client.get_metric_history(runs["train"].info.run_id, "epoch_loss")
+    assert len(train_hist) == 2 and all(np.isfinite(m.value) for m in train_hist)
+    assert runs["train"].data.params["method"] == "contrastive_ae_clustering"
+    assert "loss_contrastive" in runs["train"].data.metrics  # every loss term, per iteration
+    ev = runs["evaluate"].data.metrics
+    assert ev["test_nmi"] == pytest.approx(metrics["latent"]["test"]["nmi"])
+    assert ev["raw_pixel_test_nmi"] == pytest.approx(metrics["raw_pixels"]["test"]["nmi"])
+    artifacts = {a.path for a in client.list_artifacts(runs["evaluate"].info.run_id, "clustering")}
+    assert {"clustering/cluster_model.json", "clustering/cluster_montage.png"} <= artifacts
+
+    # inference: the saved cluster model assigns the test images, in the order of the datalist
+    bundle("run", "--config_file", "configs/inference.json", *common, "--channels", "[16,32,32]", cwd=ROOT)
+    with open(tmp_path / "eval" / "cluster_assignments.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 156
+    assert {r["cluster"] for r in rows} <= {"0", "1"} and {r["class"] for r in rows} <= {"0", "1", ""}
+    # the same clusters as the evaluation's assignment of the test split (same model, same features)
+    from monai_synpriv.evaluation import ClusterModel
+
+    model = ClusterModel.load(out / "cluster_model.json")
+    assert model.n_clusters == 2 and model.class_names == ["0", "1"]
+    counts = np.bincount([int(r["cluster"]) for r in rows], minlength=2)
+    assert counts.sum() == 156 and metrics["latent"]["test"]["n_clusters_used"] == int((counts > 0).sum())
+
+
+def test_3d_path_and_supervised_overlay(tmp_path):
+    """AdrenalMNIST3D through the 3D networks with the supervised overlay (labels + cross-entropy), then the
+    clustering evaluation of its latents."""
+    require(ADRENAL)
+    configs = "['configs/train.json','configs/dataset_adrenal3d.json','configs/train_supervised.json']"
+    small = ["--channels", "[8,16,16]", "--max_items", "64", "--batch_size", "8"]
+    bundle(
+        "run",
+        "--config_file",
+        configs,
+        *_common(tmp_path),
+        *small,
+        "--max_epochs",
+        "1",
+        "--epoch_length",
+        "3",
+        cwd=ROOT,
+    )
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("classifier.") for k in state)  # the exported model is the autoencoder alone
+    conv = next(v for k, v in state.items() if v.ndim == 5)
+    assert conv.ndim == 5  # 3D convolutions
+
+    configs = "['configs/evaluate.json','configs/dataset_adrenal3d.json']"
+    bundle(
+        "run",
+        "--config_file",
+        configs,
+        *_common(tmp_path),
+        "--channels",
+        "[8,16,16]",
+        "--max_fit",
+        "64",
+        "--max_test",
+        "32",
+        "--embedding_plot",
+        "False",
+        cwd=ROOT,
+    )
+    metrics = json.loads((tmp_path / "eval" / "clustering" / "clustering_metrics.json").read_text())
+    assert metrics["num_fit"] == 64 and metrics["num_test"] == 32 and metrics["feature_dim"] == 50
+    assert 0.0 <= metrics["latent"]["test"]["nmi"] <= 1.0
+    assert (tmp_path / "eval" / "clustering" / "reconstructions.png").is_file()
+
+
+def test_bad_inputs_fail_early_with_clear_errors(tmp_path):
+    require(BREAST)
+    common = _common(tmp_path)
+    # a size the strides cannot halve: named with the fix, before any training
+    proc = bundle(
+        "run", "--config_file", "configs/train.json", *common, "--image_size", "[30,30]", cwd=ROOT, check=False
+    )
+    assert proc.returncode != 0 and "divisible by the product of strides" in proc.stderr
+    assert not (tmp_path / "models" / "model.pt").exists()
+    # no checkpoint to evaluate
+    proc = bundle("run", "--config_file", "configs/evaluate.json", *common, cwd=ROOT, check=False)
+    assert proc.returncode != 0 and "contrastive autoencoder checkpoint" in proc.stderr
+    # an unknown clustering method is refused when the handler is built, before any image is encoded
+    (tmp_path / "models").mkdir()
+    from monai_synpriv.networks import ContrastiveAutoEncoder
+
+    torch.save(ContrastiveAutoEncoder(2, (1, 28, 28)).state_dict(), tmp_path / "models" / "model.pt")
+    proc = bundle(
+        "run", "--config_file", "configs/evaluate.json", *common, "--cluster_method", "dbscan", cwd=ROOT, check=False
+    )
+    assert proc.returncode != 0 and "unknown cluster method 'dbscan'" in proc.stderr
+    assert "Iteration" not in proc.stdout + proc.stderr.split("unknown cluster method")[0]
+    # inference without a cluster model names the missing file
+    proc = bundle("run", "--config_file", "configs/inference.json", *common, cwd=ROOT, check=False)
+    assert proc.returncode != 0 and "cluster model not found" in proc.stderr and "cluster_model.json" in proc.stderr
+    # a datalist entry whose image is missing is named
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"test": [{"image": str(tmp_path / "nope.nii.gz")}]}))
+    proc = bundle("run", "--config_file", "configs/inference.json", *common, "--input", str(bad), cwd=ROOT, check=False)
+    assert proc.returncode != 0 and "nope.nii.gz" in proc.stderr
