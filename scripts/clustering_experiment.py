@@ -128,7 +128,7 @@ def summarize(results: dict) -> tuple[dict, str]:
         for arm, rows in entries.items():
             stats = {}
             for m in METRICS:
-                vals = np.array([r[m] for r in rows], dtype=float)
+                vals = np.array([np.nan if r[m] is None else r[m] for r in rows], dtype=float)
                 stats[m] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)), "values": vals.tolist()}
             table[dataset][arm] = stats
             cells = [f"{stats[m]['mean']:.3f}" + (f"±{stats[m]['std']:.3f}" if len(rows) > 1 else "") for m in METRICS]

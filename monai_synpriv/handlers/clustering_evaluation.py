@@ -36,6 +36,17 @@ __all__ = ["ClusteringEvaluationHandler"]
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "nmi", "ari", "silhouette", "n_clusters_used")
 
 
+def _json_safe(value):
+    """NaN (an undefined silhouette) as JSON null, so that the file is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 class ClusteringEvaluationHandler:
     """
     Attach to an evaluator whose network maps an image to its latent (``pred``, e.g.
@@ -198,7 +209,7 @@ class ClusteringEvaluationHandler:
         self.model, self.results = model, results
         self.output_dir.mkdir(parents=True, exist_ok=True)
         model.save(self.output_dir / "cluster_model.json")
-        write_json_atomic(self.output_dir / "clustering_metrics.json", results)
+        write_json_atomic(self.output_dir / "clustering_metrics.json", _json_safe(results))
         self._montage(images[test], y[test], test_clusters, model)
         if self.embedding_plot:
             self._embedding(model.transform(x[test]), y[test], test_clusters)
