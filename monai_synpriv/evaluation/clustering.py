@@ -86,16 +86,19 @@ def hungarian_mapping(y_true, clusters) -> dict[int, int]:
     return {int(cluster_ids[r]): int(class_ids[c]) for r, c in zip(rows, cols)}
 
 
-def _mapped(clusters: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
-    """Clusters mapped to classes; unmatched clusters become -1 (always wrong)."""
-    return np.array([mapping.get(int(c), -1) for c in clusters], dtype=int)
+def _correct(y_true: np.ndarray, clusters: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    """Whether each sample's cluster maps to its class; a cluster missing from the mapping is always wrong (whatever
+    the class ids, -1 included)."""
+    matched = np.array([int(c) in mapping for c in clusters], dtype=bool)
+    pred = np.array([mapping.get(int(c), 0) for c in clusters], dtype=int)
+    return matched & (pred == y_true)
 
 
 def cluster_accuracy(y_true, clusters) -> float:
     """Clustering accuracy: the fraction of samples whose cluster maps to their class under the best one-to-one
     mapping (Hungarian matching)."""
     y_true, clusters = _as_labels(y_true, "y_true"), _as_labels(clusters, "clusters")
-    return float(np.mean(_mapped(clusters, hungarian_mapping(y_true, clusters)) == y_true))
+    return float(np.mean(_correct(y_true, clusters, hungarian_mapping(y_true, clusters))))
 
 
 def clustering_metrics(y_true, clusters, features: np.ndarray | None = None, mapping: dict | None = None) -> dict:
@@ -106,8 +109,8 @@ def clustering_metrics(y_true, clusters, features: np.ndarray | None = None, map
     - ``balanced_accuracy``: the mean per-class recall of the mapped predictions, so that a run that puts everything
       in one cluster scores ``1 / n_classes`` whatever the class balance;
     - ``nmi`` (arithmetic normalisation), ``ari``: scikit-learn's, independent of any mapping;
-    - ``silhouette``: of ``features`` under the clusters (Euclidean), NaN when fewer than 2 clusters are used or
-      no features are given;
+    - ``silhouette``: of ``features`` under the clusters (Euclidean; on a seeded random subsample of 5,000 for larger
+      sets), NaN when fewer than 2 clusters are used or no features are given;
     - ``n_clusters_used``, ``largest_cluster_fraction`` and ``majority_rate``: a degenerate run is visible as such.
 
     Args:
@@ -118,10 +121,14 @@ def clustering_metrics(y_true, clusters, features: np.ndarray | None = None, map
             count as errors.
     """
     y_true, clusters = _as_labels(y_true, "y_true"), _as_labels(clusters, "clusters")
+    if len(y_true) != len(clusters) or len(y_true) == 0:
+        raise ValueError(f"need as many cluster labels as class labels (> 0), got {len(clusters)} and {len(y_true)}.")
+    if features is not None and len(features) != len(clusters):
+        raise ValueError(f"features have {len(features)} rows but there are {len(clusters)} cluster labels.")
     mapping = hungarian_mapping(y_true, clusters) if mapping is None else {int(k): int(v) for k, v in mapping.items()}
-    pred = _mapped(clusters, mapping)
+    correct = _correct(y_true, clusters, mapping)
     classes = np.unique(y_true)
-    recalls = [float(np.mean(pred[y_true == c] == c)) for c in classes]
+    recalls = [float(np.mean(correct[y_true == c])) for c in classes]
     used = np.unique(clusters)
     silhouette = float("nan")
     if features is not None and 1 < len(used) < len(clusters):
@@ -130,7 +137,7 @@ def clustering_metrics(y_true, clusters, features: np.ndarray | None = None, map
             sk_metrics.silhouette_score(feats, clusters, sample_size=min(len(clusters), 5000), random_state=0)
         )
     return {
-        "accuracy": float(np.mean(pred == y_true)),
+        "accuracy": float(np.mean(correct)),
         "balanced_accuracy": float(np.mean(recalls)),
         "nmi": float(sk_metrics.normalized_mutual_info_score(y_true, clusters)),
         "ari": float(sk_metrics.adjusted_rand_score(y_true, clusters)),
@@ -201,7 +208,7 @@ class ClusterModel:
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cluster of each row of *raw* features (normalised here as at fitting) and a confidence: the distance to the
         nearest centroid (k-means) or the posterior probability of the chosen component (GMM)."""
-        x = self._check(self.transform(features))
+        x = self._check(self.transform(self._check(features)))
         if self.method == "kmeans":
             d2 = ((x[:, None, :] - self.centers[None]) ** 2).sum(-1)
             idx = d2.argmin(1)
@@ -215,10 +222,14 @@ class ClusterModel:
     def class_of(self, clusters: np.ndarray) -> list[str]:
         """The class name each cluster maps to ('' for an unmatched cluster)."""
         names = self.class_names
-        return [
-            (names[self.mapping[int(c)]] if names else str(self.mapping[int(c)])) if int(c) in self.mapping else ""
-            for c in clusters
-        ]
+
+        def name(c: int) -> str:
+            if c not in self.mapping:
+                return ""
+            k = self.mapping[c]
+            return names[k] if 0 <= k < len(names) else str(k)
+
+        return [name(int(c)) for c in clusters]
 
     def to_dict(self) -> dict:
         return {
@@ -247,9 +258,12 @@ class ClusterModel:
         """
         if not os.path.isfile(path):
             raise FileNotFoundError(f"cluster model not found: {path} (run the bundle's evaluate.json first).")
-        with open(path) as f:
-            d = json.load(f)
-        if d.get("method") not in CLUSTER_METHODS or "centers" not in d:
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not a cluster model written by ClusterModel.save (not JSON: {e}).") from e
+        if not isinstance(d, dict) or d.get("method") not in CLUSTER_METHODS or "centers" not in d:
             raise ValueError(f"{path} is not a cluster model written by ClusterModel.save.")
         return cls(
             method=d["method"],
@@ -308,9 +322,14 @@ def fit_clusters(
         raise ValueError(f"features must be (n, d), got shape {np.asarray(features).shape}.")
     x, mean, scale = normalize_features(features, normalization)
     norm = {"normalization": normalization, "mean": mean, "scale": scale}
-    candidates = [int(n_clusters)] if n_clusters is not None else sorted({int(k) for k in k_range})
-    if not candidates or min(candidates) < 1 or max(candidates) > len(x):
-        raise ValueError(f"cannot fit {candidates} clusters to {len(x)} samples.")
+    if n_clusters is not None:
+        candidates = [int(n_clusters)]
+        if candidates[0] < 1 or candidates[0] > len(x):
+            raise ValueError(f"cannot fit {candidates[0]} clusters to {len(x)} samples.")
+    else:  # a score needs 2 <= k <= n - 1
+        candidates = sorted({int(k) for k in k_range if 2 <= int(k) < len(x)})
+        if not candidates:
+            raise ValueError(f"no candidate in k_range {list(k_range)} lies in 2..{len(x) - 1} for {len(x)} samples.")
     selection: dict = {}
     best, best_score = None, None
     for k in candidates:
