@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, bundle
+from conftest import DATA, REPO, bundle, require
 
 SSL = REPO / "bundles" / "multimodal_ssl"
 TRANSLATOR = REPO / "bundles" / "unpaired_translator"
+CLUSTERING = REPO / "bundles" / "contrastive_ae_clustering"
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -66,14 +67,26 @@ def _check_all_loadable(ckpt_dir: Path) -> None:
             + ["--epoch_length", "3", "--max_items", "32", "--epochs_decay", "2"],
             4,
         ),
+        (
+            "clustering",
+            CLUSTERING,
+            ["--channels", "[8,16,16]", "--batch_size", "8", "--epoch_length", "3", "--max_items", "64"],
+            4,
+        ),
     ],
 )
 def test_sigkill_then_resume(tmp_path, multicontrast_dir, name, root, args, max_epochs):
     ckpt = tmp_path / "models"
     common = ["--config_file", "configs/train.json", "--bundle_root", ".", "--ckpt_dir", str(ckpt)]
     common += ["--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"), *args]
-    common += ["--dataset_dir", str(multicontrast_dir)]
-    common += ["--max_epochs", str(max_epochs)] if name == "ssl" else ["--epochs_constant", str(max_epochs - 2)]
+    if name == "clustering":  # BreastMNIST
+        common += ["--data_root", str(require(DATA / "medmnist" / "breastmnist.npz").parents[1])]
+    else:
+        common += ["--dataset_dir", str(multicontrast_dir)]
+    if name == "translator":
+        common += ["--epochs_constant", str(max_epochs - 2)]
+    else:
+        common += ["--max_epochs", str(max_epochs)]
     proc = _start(common, root)
     _kill_after_first_checkpoint(proc, ckpt)
     assert not (ckpt / "model.pt").exists()  # it really stopped before the end
