@@ -191,3 +191,49 @@ def test_bad_inputs_fail_early_with_clear_errors(tmp_path):
     bad.write_text(json.dumps({"test": [{"image": str(tmp_path / "nope.nii.gz")}]}))
     proc = bundle("run", "--config_file", "configs/inference.json", *common, "--input", str(bad), cwd=ROOT, check=False)
     assert proc.returncode != 0 and "nope.nii.gz" in proc.stderr
+
+
+def test_contrastive_autoencoder_beats_raw_pixel_kmeans_on_brain_tumour_mri(tmp_path):
+    """A short real training (45 steps of 64 images, 32 px, the whole training split sampled lazily) on the 4-class
+    brain-tumour MRI set: k-means on the contrastive autoencoder's latents separates the expert classes better (NMI)
+    than k-means on the raw pixels of the same images.
+
+    Measured on the 2-core CPU: NMI 0.226 vs 0.183 with this seed (0.192 vs 0.184 with seed 0); at the experiment's
+    budget (64 px, 120 steps) 0.214 vs 0.175, and the same autoencoder without the contrastive term 0.134
+    (docs/clustering.md). A broken contrastive term or encoder lands at or below the raw pixels.
+    """
+    require(DATA / "brain_tumor_mri_4class" / "brain_tumor_mri_224.tar")
+    common = _common(tmp_path) + ["--image_size", "[32,32]", "--channels", "[16,32,64]", "--seed", "1"]
+    train = "['configs/train.json','configs/dataset_brain_tumor.json']"
+    bundle(
+        "run",
+        "--config_file",
+        train,
+        *common,
+        "--max_epochs",
+        "3",
+        "--epoch_length",
+        "15",
+        "--cache_rate",
+        "0.0",
+        cwd=ROOT,
+    )
+    evaluate = "['configs/evaluate.json','configs/dataset_brain_tumor.json']"
+    bundle(
+        "run",
+        "--config_file",
+        evaluate,
+        *common,
+        "--max_fit",
+        "1500",
+        "--max_test",
+        "500",
+        "--embedding_plot",
+        "False",
+        cwd=ROOT,
+    )
+    metrics = json.loads((tmp_path / "eval" / "clustering" / "clustering_metrics.json").read_text())
+    assert metrics["n_clusters"] == 4 and metrics["num_test"] == 500
+    latent, raw = metrics["latent"]["test"], metrics["raw_pixels"]["test"]
+    assert latent["n_clusters_used"] == 4
+    assert latent["nmi"] > raw["nmi"], (latent, raw)
