@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from ..losses.autoencoder import ContrastiveAutoEncoderLoss
 from ..networks.autoencoder import ContrastiveAutoEncoder
 from ..utils.distributed import unwrap
-from .utils import attach_loss_averages, autocast_context, make_grad_scaler, to_plain_tensor
+from .utils import attach_loss_averages, autocast_context, backward_and_step, make_grad_scaler, to_plain_tensor
 
 if TYPE_CHECKING:
     from ignite.engine import EventEnum
@@ -125,18 +125,7 @@ class ContrastiveAutoEncoderTrainer(Trainer):
             [None, None] if logvar is None else [logvar[:n], logvar[n:]],
         )
         loss = terms["total"]
-        if self.scaler_ is not None:
-            self.scaler_.scale(loss).backward()
-            if self.grad_clip_norm is not None:
-                self.scaler_.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip_norm)
-            self.scaler_.step(self.optimizer)
-            self.scaler_.update()
-        else:
-            loss.backward()
-            if self.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip_norm)
-            self.optimizer.step()
+        backward_and_step(loss, self.optimizer, self.scaler_, self.network.parameters(), self.grad_clip_norm)
         output = {"embedding": mu[:n].detach(), "loss": loss.detach()}
         output.update({f"loss_{k}": v.detach() for k, v in terms.items() if k != "total"})
         engine.state.output = output

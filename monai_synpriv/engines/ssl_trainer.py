@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from ..networks.multibranch import MultiBranchSSLNet
 from ..utils.distributed import unwrap
-from .utils import attach_loss_averages, autocast_context, make_grad_scaler, to_plain_tensor
+from .utils import attach_loss_averages, autocast_context, backward_and_step, make_grad_scaler, to_plain_tensor
 
 if TYPE_CHECKING:
     from ignite.engine import EventEnum
@@ -119,18 +119,7 @@ class MultiBranchSSLTrainer(Trainer):
             loss = terms["total"]
         else:
             terms, loss = {}, self.loss_function(embeddings)
-        if self.scaler_ is not None:
-            self.scaler_.scale(loss).backward()
-            if self.grad_clip_norm is not None:
-                self.scaler_.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip_norm)
-            self.scaler_.step(self.optimizer)
-            self.scaler_.update()
-        else:
-            loss.backward()
-            if self.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip_norm)
-            self.optimizer.step()
+        backward_and_step(loss, self.optimizer, self.scaler_, self.network.parameters(), self.grad_clip_norm)
         # the primary branch's embeddings travel with the losses: collapse monitors read them, and they give the
         # output a batch dimension so that MONAI decollates it into the list its default handlers expect
         output = {"embedding": embeddings[0].detach(), "loss": loss.detach()}

@@ -11,7 +11,14 @@ from torch import nn
 
 Average, _ = optional_import("ignite.metrics", name="Average")
 
-__all__ = ["requires_grad", "to_plain_tensor", "autocast_context", "make_grad_scaler", "attach_loss_averages"]
+__all__ = [
+    "attach_loss_averages",
+    "autocast_context",
+    "backward_and_step",
+    "make_grad_scaler",
+    "requires_grad",
+    "to_plain_tensor",
+]
 
 
 def requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
@@ -40,6 +47,29 @@ def autocast_context(enabled: bool, amp_kwargs: dict | None = None):
 def make_grad_scaler(enabled: bool) -> torch.amp.GradScaler | None:
     """A CUDA gradient scaler for AMP, or None."""
     return torch.amp.GradScaler("cuda") if enabled else None
+
+
+def backward_and_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    parameters: Iterable[torch.Tensor],
+    grad_clip_norm: float | None = None,
+) -> None:
+    """Backward pass and optimiser step, through the AMP gradient scaler when there is one, with optional clipping
+    of the global gradient norm (on unscaled gradients)."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip_norm is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
+        optimizer.step()
 
 
 def attach_loss_averages(engine, names: Sequence[str], prefix: str = "epoch_") -> None:
