@@ -1,5 +1,6 @@
 """Data assessment: which unlabelled images to label first (EXAMINE) and the baselines it is compared with."""
 
+from .embedding import EncoderBundle, embed_items, load_encoder_bundle, load_state_dict_file, write_embeddings
 from .examine import (
     EXAMINE_METHODS,
     ExamineResult,
@@ -12,6 +13,11 @@ from .examine import (
 )
 
 __all__ = [
+    "EncoderBundle",
+    "embed_items",
+    "load_encoder_bundle",
+    "load_state_dict_file",
+    "write_embeddings",
     "EXAMINE_METHODS",
     "ExamineResult",
     "ExamineScorer",

@@ -9,6 +9,7 @@ from .keys import TranslationIterationEvents, TranslationKeys
 from .lr_schedule import ConstantThenLinearDecay
 from .pix2pix_trainer import Pix2PixTrainer
 from .ssl_trainer import MultiBranchSSLTrainer
+from .utils import image_as_target
 
 __all__ = [
     "ConstantThenLinearDecay",
@@ -20,4 +21,5 @@ __all__ = [
     "TranslationIterationEvents",
     "TranslationKeys",
     "TranslationTrainerBase",
+    "image_as_target",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "attach_loss_averages",
     "autocast_context",
     "backward_and_step",
+    "image_as_target",
     "make_grad_scaler",
     "requires_grad",
     "to_plain_tensor",
@@ -26,6 +27,17 @@ def requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
     for net in nets:
         for p in net.parameters():
             p.requires_grad_(flag)
+
+
+def image_as_target(
+    batchdata: dict, device: torch.device | str | None = None, non_blocking: bool = False, image_key: str = "image", **_
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``prepare_batch`` for self-supervised reconstruction with MONAI's ``SupervisedTrainer``: the image is both the
+    input and the target (a masked autoencoder's loss compares the prediction with the input)."""
+    if image_key not in batchdata:
+        raise KeyError(f"batch has no {image_key!r} (keys: {sorted(batchdata)}).")
+    x = to_plain_tensor(batchdata[image_key], device, non_blocking)
+    return x, x
 
 
 def to_plain_tensor(x: torch.Tensor, device: torch.device, non_blocking: bool = False) -> torch.Tensor:

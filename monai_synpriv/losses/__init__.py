@@ -4,6 +4,7 @@ from .adversarial import DiscriminatorLoss, last_output, make_adversarial_loss
 from .autoencoder import ContrastiveAutoEncoderLoss, gaussian_kl
 from .contrastive import CrossViewInfoNCELoss, MultiBranchBarlowTwinsLoss
 from .cyclegan import CycleGANGeneratorLoss
+from .mae import MaskedPatchLoss
 from .pix2pix import Pix2PixGeneratorLoss
 from .vicreg import MultiBranchVICRegLoss, vicreg_terms
 
@@ -12,6 +13,7 @@ __all__ = [
     "CrossViewInfoNCELoss",
     "CycleGANGeneratorLoss",
     "DiscriminatorLoss",
+    "MaskedPatchLoss",
     "MultiBranchBarlowTwinsLoss",
     "MultiBranchVICRegLoss",
     "Pix2PixGeneratorLoss",

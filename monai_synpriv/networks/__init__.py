@@ -1,6 +1,7 @@
 """Networks (``nn.Module`` s only, no training logic)."""
 
 from .autoencoder import ContrastiveAutoEncoder, LatentClassifier, LatentEncoder
+from .mae import MAE_POOLING, MAEEmbedder, patchify, unpatchify
 from .multibranch import (
     RESNET_FEATURES,
     MultiBranchSSLNet,
@@ -12,6 +13,8 @@ from .resnet_generator import CycleGANResNetGenerator
 from .unet_generator import Pix2PixUNetGenerator
 
 __all__ = [
+    "MAE_POOLING",
+    "MAEEmbedder",
     "RESNET_FEATURES",
     "ContrastiveAutoEncoder",
     "CycleGANResNetGenerator",
@@ -22,4 +25,6 @@ __all__ = [
     "ProjectionHead",
     "build_multibranch_resnet",
     "make_resnet_encoder",
+    "patchify",
+    "unpatchify",
 ]
