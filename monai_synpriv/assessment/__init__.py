@@ -11,8 +11,11 @@ from .examine import (
     iter_chunks,
     preprocess_embeddings,
 )
+from .report import ExamineAssessment, write_ranking_csv
 
 __all__ = [
+    "ExamineAssessment",
+    "write_ranking_csv",
     "EncoderBundle",
     "embed_items",
     "load_encoder_bundle",

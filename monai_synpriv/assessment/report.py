@@ -1,0 +1,300 @@
+"""``ExamineAssessment``: embed a datalist, score it with EXAMINE, and write what a labelling team needs.
+
+Outputs under ``output_dir`` (each written atomically):
+
+- ``examine_ranking.csv``: ``rank, row, image, msv, score`` (+ the items' scalar fields, e.g. ``label``), best first;
+- ``embeddings.npy`` (when computed here) and ``examine_summary.json`` (settings, solver details, timings);
+- ``examine_histogram.png``: the distribution of the marginal singular values;
+- ``examine_montage.png``: the top- and bottom-ranked images;
+- an MLflow run with the settings, summary metrics and every file above.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..utils.io import atomic_path, write_json_atomic
+from .embedding import embed_items, load_encoder_bundle
+from .examine import ExamineResult, ExamineScorer
+
+__all__ = ["ExamineAssessment", "write_ranking_csv"]
+
+logger = logging.getLogger(__name__)
+
+
+def write_ranking_csv(
+    path: str | os.PathLike, items: Sequence[dict], result: ExamineResult, image_key: str = "image"
+) -> str:
+    """Write the ranking (best first) as CSV atomically; returns the path."""
+    extra = [k for k in items[0] if k != image_key and isinstance(items[0][k], (int, float, str))]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["rank", "row", image_key, "msv", "score", *extra])
+            for rank, row in enumerate(result.ranking, start=1):
+                item = items[int(row)]
+                writer.writerow(
+                    [
+                        rank,
+                        int(row),
+                        item[image_key],
+                        f"{result.msv[row]:.10g}",
+                        f"{result.scores[row]:.10g}",
+                        *(item.get(k, "") for k in extra),
+                    ]
+                )
+    return str(path)
+
+
+class ExamineAssessment:
+    """Rank a datalist's images for labelling with EXAMINE.
+
+    Args:
+        items: datalist entries (``{image_key: path, ...}``), in the order of ``embeddings`` when those are given.
+        output_dir: where the ranking, pictures and summary go.
+        encoder_bundle: an encoder bundle folder (see :mod:`monai_synpriv.assessment.embedding`); needed unless
+            ``embeddings`` is given.
+        encoder_config: its config file(s), relative to the bundle.
+        encoder_overrides: config ids to override in the encoder bundle (e.g. ``{"ckpt_path": ...}``).
+        embeddings: a ``.npy`` of precomputed embeddings, one row per item (memory-mapped and streamed).
+        require_weights: refuse an encoder bundle without trained weights (False: warn and use initial weights).
+        method, center, l2_normalize, temperature, chunk_size: :class:`ExamineScorer` settings.
+        device: where the encoder runs.
+        batch_size: images per embedding batch.
+        amp: mixed precision for the encoder on CUDA.
+        montage_count: images in each of the top and bottom rows of the montage.
+        image_key: the image key of ``items``.
+        orientation: how the montage shows 2D arrays (``"medical"`` or ``"picture"``).
+        tracking_uri: MLflow tracking URI; None logs nothing (default in the bundle: SQLite under output_dir).
+        experiment_name, run_name: MLflow experiment and run names.
+        params: extra parameters to log (dataset name, datalist ...).
+
+    Raises:
+        ValueError / FileNotFoundError at construction for a bad scorer setting, an empty datalist, a missing
+        encoder bundle or embeddings file, or embeddings whose row count differs from the datalist; nothing is
+        computed or written before these checks pass.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[dict],
+        output_dir: str | os.PathLike,
+        encoder_bundle: str | os.PathLike | None = None,
+        encoder_config: str | list[str] = "configs/inference.json",
+        encoder_overrides: dict | None = None,
+        embeddings: str | os.PathLike | None = None,
+        require_weights: bool = True,
+        method: str = "exact",
+        center: bool = False,
+        l2_normalize: bool = False,
+        temperature: float = 1.0,
+        chunk_size: int = 65536,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        amp: bool = False,
+        montage_count: int = 8,
+        image_key: str = "image",
+        orientation: str = "medical",
+        tracking_uri: str | None = None,
+        experiment_name: str = "examine_assessment",
+        run_name: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.items = list(items)
+        if not self.items:
+            raise ValueError("the datalist to assess is empty.")
+        for i, item in enumerate(self.items):
+            if image_key not in item:
+                raise KeyError(f"datalist entry {i} has no key {image_key!r} (keys: {sorted(item)}).")
+        self.scorer = ExamineScorer(
+            method=method, center=center, l2_normalize=l2_normalize, temperature=temperature, chunk_size=chunk_size
+        )
+        if embeddings is None and encoder_bundle is None:
+            raise ValueError("give an encoder_bundle to embed the images, or precomputed embeddings (.npy).")
+        if embeddings is not None:
+            path = Path(embeddings)
+            if not path.is_file():
+                raise FileNotFoundError(f"embeddings file not found: {path}")
+            shape = np.load(path, mmap_mode="r").shape
+            if len(shape) != 2 or shape[0] != len(self.items):
+                raise ValueError(
+                    f"embeddings {path} have shape {shape}: expected ({len(self.items)}, d), one row per datalist item."
+                )
+        if encoder_bundle is not None and embeddings is None:
+            files = [encoder_config] if isinstance(encoder_config, (str, os.PathLike)) else list(encoder_config)
+            for f in files:
+                p = Path(f) if Path(f).is_absolute() else Path(encoder_bundle) / f
+                if not p.is_file():
+                    raise FileNotFoundError(f"encoder bundle config not found: {p}")
+        if orientation not in ("medical", "picture"):
+            raise ValueError(f"orientation must be 'medical' or 'picture', got {orientation!r}.")
+        self.output_dir = Path(output_dir)
+        self.encoder_bundle = encoder_bundle
+        self.encoder_config = encoder_config
+        self.encoder_overrides = dict(encoder_overrides or {})
+        self.embeddings = embeddings
+        self.require_weights = require_weights
+        self.device = device
+        self.batch_size = batch_size
+        self.amp = amp
+        self.montage_count = int(montage_count)
+        self.image_key = image_key
+        self.orientation = orientation
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.params = dict(params or {})
+        self.result: ExamineResult | None = None
+        self.files: dict[str, str] = {}
+
+    # -- steps ------------------------------------------------------------------------------------------------
+    def embed(self) -> tuple[str, dict]:
+        """Embeddings path and provenance: the given ``.npy``, or the encoder bundle's embeddings written here."""
+        if self.embeddings is not None:
+            return str(self.embeddings), {"embeddings_source": str(self.embeddings)}
+        encoder = load_encoder_bundle(
+            self.encoder_bundle,
+            self.encoder_config,
+            overrides=self.encoder_overrides,
+            device=self.device,
+            require_weights=self.require_weights,
+        )
+        start = time.perf_counter()
+        emb = embed_items(
+            encoder.network,
+            self.items,
+            encoder.preprocessing,
+            device=self.device,
+            batch_size=self.batch_size,
+            image_key=self.image_key,
+            amp=self.amp,
+        )
+        path = self.output_dir / "embeddings.npy"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, emb)
+        info = {
+            "encoder_bundle": os.path.abspath(encoder.bundle_dir),
+            "encoder_checkpoint": encoder.ckpt_path or "untrained",
+            "embedding_seconds": round(time.perf_counter() - start, 3),
+        }
+        self._preprocessing = encoder.preprocessing
+        return str(path), info
+
+    def _load_for_display(self, rows: Sequence[int]) -> list[np.ndarray]:
+        from monai.transforms import LoadImage
+
+        transform = getattr(self, "_preprocessing", None)
+        loader = LoadImage(image_only=True, ensure_channel_first=True)
+        out = []
+        for r in rows:
+            item = self.items[int(r)]
+            img = transform(dict(item))[self.image_key] if transform is not None else loader(item[self.image_key])
+            arr = np.asarray(img, dtype=np.float32)
+            lo, hi = np.percentile(arr, (1, 99))
+            out.append(np.clip((arr - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(arr))
+        return out
+
+    def pictures(self, result: ExamineResult) -> dict[str, str]:
+        """Histogram of the MSV and a montage of the top- and bottom-ranked images."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from ..visualize import save_figure, save_image_grid
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.hist(result.msv, bins=min(60, max(10, len(result.msv) // 10)), color="tab:blue")
+        ax.set_xlabel("marginal singular value (s1(X) - s1(X without the image))")
+        ax.set_ylabel("images")
+        ax.set_title(f"EXAMINE ({result.method}), n = {len(result.msv)}")
+        hist = save_figure(fig, self.output_dir / "examine_histogram.png")
+        plt.close(fig)
+        k = max(1, min(self.montage_count, len(result.ranking) // 2 or 1))
+        top, bottom = result.ranking[:k], result.ranking[::-1][:k]
+        rows = [self._load_for_display(top), self._load_for_display(bottom)]
+        montage = save_image_grid(
+            rows,
+            self.output_dir / "examine_montage.png",
+            row_titles=[f"top {k} (label first)", f"bottom {k}"],
+            column_titles=[f"#{i + 1}" for i in range(k)],
+            title="EXAMINE ranking: most and least informative images",
+            orientation=self.orientation,
+        )
+        return {"histogram": hist, "montage": montage}
+
+    def log_mlflow(self, summary: dict) -> str | None:
+        """Log the settings, summary metrics and output files into a new MLflow run; returns its id."""
+        if not self.tracking_uri:
+            return None
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        exp = client.get_experiment_by_name(self.experiment_name)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment_name)
+        run = client.create_run(exp_id, run_name=self.run_name, tags={"method": "examine"})
+        run_id = run.info.run_id
+        params = {**summary["settings"], **self.params}
+        for key, value in params.items():
+            client.log_param(run_id, key, str(value)[:6000])
+        for key, value in summary["metrics"].items():
+            client.log_metric(run_id, key, float(value))
+        for path in self.files.values():
+            if Path(path).is_file() and Path(path).suffix != ".npy":
+                client.log_artifact(run_id, path, artifact_path="examine")
+        client.set_terminated(run_id)
+        return run_id
+
+    def run(self) -> dict:
+        """Embed, score, write the ranking and pictures, log to MLflow; returns the summary."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        emb_path, provenance = self.embed()
+        start = time.perf_counter()
+        result = self.scorer.score(emb_path, progress=True)
+        seconds = time.perf_counter() - start
+        self.result = result
+        self.files["ranking"] = write_ranking_csv(
+            self.output_dir / "examine_ranking.csv", self.items, result, self.image_key
+        )
+        if self.embeddings is None:
+            self.files["embeddings"] = emb_path
+        self.files.update(self.pictures(result))
+        q = np.quantile(result.msv, [0.5, 0.9, 0.99])
+        summary = {
+            "settings": {
+                "method": self.scorer.method,
+                "center": self.scorer.center,
+                "l2_normalize": self.scorer.l2_normalize,
+                "temperature": self.scorer.temperature,
+                **provenance,
+            },
+            "metrics": {
+                "n_images": result.info["n"],
+                "embedding_dim": result.info["d"],
+                "top_singular_value": result.singular_value,
+                "msv_median": q[0],
+                "msv_p90": q[1],
+                "msv_p99": q[2],
+                "msv_max": float(result.msv.max()),
+                "scoring_seconds": seconds,
+            },
+            "solver": result.info,
+            "top": [self.items[int(r)][self.image_key] for r in result.ranking[: self.montage_count]],
+        }
+        self.files["summary"] = str(self.output_dir / "examine_summary.json")
+        write_json_atomic(self.files["summary"], summary)
+        summary["mlflow_run_id"] = self.log_mlflow(summary)
+        if summary["mlflow_run_id"]:
+            write_json_atomic(self.files["summary"], summary)
+        logger.info("EXAMINE ranking of %d images written to %s", len(self.items), self.files["ranking"])
+        return summary
