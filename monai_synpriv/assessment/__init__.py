@@ -12,6 +12,7 @@ from .examine import (
     preprocess_embeddings,
 )
 from .report import ExamineAssessment, write_ranking_csv
+from .selection import SELECTION_ENDS, k_center_greedy, select_random, select_top
 
 __all__ = [
     "ExamineAssessment",
@@ -29,4 +30,8 @@ __all__ = [
     "examine_transform",
     "iter_chunks",
     "preprocess_embeddings",
+    "SELECTION_ENDS",
+    "k_center_greedy",
+    "select_random",
+    "select_top",
 ]

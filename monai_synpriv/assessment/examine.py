@@ -18,13 +18,15 @@ power moments ``sum_j z_ij^2 g_j^-(p+1)`` (a geometric series in ``delta / g_j``
 ``O(n k)`` for the ``k`` near-top directions instead of ``O(n d)``. Working in ``delta = l_1 - m`` and
 ``MSV = delta / (s1 + sqrt(l_1 - delta))`` avoids the cancellation of ``s1 - s1'``.
 
-``n >> d`` uses the ``d x d`` covariance (and can stream rows from disk: memory ``O(d^2)`` plus the scores);
+``n >> d`` uses the ``d x d`` covariance (and can stream rows from disk: memory ``O(d^2 + chunk_size * d)`` plus
+the scores);
 ``d >> n`` uses the ``n x n`` Gram matrix instead, where ``z_ij = U_ij sqrt(l_j)``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,7 +83,11 @@ def examine_transform(msv: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Raises:
         ValueError: if ``temperature`` is not a positive finite number.
     """
-    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, numbers.Real)
+        or not (math.isfinite(float(temperature)) and float(temperature) > 0)
+    ):
         raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
     msv = np.asarray(msv, dtype=np.float64)
     if msv.size == 0:
@@ -265,7 +271,8 @@ class ExamineScorer:
         if not self.center:
             return None
         total = np.zeros(x.shape[1])
-        for _, rows in iter_chunks(x, self.chunk_size):
+        for start, rows in iter_chunks(x, self.chunk_size):
+            _check_finite(rows, start)
             total += preprocess_embeddings(rows, l2_normalize=self.l2_normalize).sum(axis=0)
         return total / x.shape[0]
 
@@ -276,8 +283,8 @@ class ExamineScorer:
         """``X^T X`` of the preprocessed rows, accumulated block by block in float64."""
         g = np.zeros((x.shape[1], x.shape[1]))
         for start, rows in iter_chunks(x, self.chunk_size):
+            _check_finite(rows, start)  # the raw rows: normalising or centring would hide or spread a NaN
             r = self._prep(rows, mean)
-            _check_finite(r, start)
             g += r.T @ r
         return g
 
@@ -344,8 +351,8 @@ class ExamineScorer:
         use_gram = self.gram == "always" or (self.gram == "auto" and n < d and not isinstance(x, np.memmap))
         mean = self._mean(x)
         if use_gram:
+            _check_finite(np.asarray(x), 0)
             xp = self._prep(np.asarray(x), mean)
-            _check_finite(xp, 0)
             eigvals, u = np.linalg.eigh(xp @ xp.T)
             eigvals, u = np.maximum(eigvals[::-1], 0.0), u[:, ::-1]
             s1 = math.sqrt(eigvals[0])
@@ -368,8 +375,10 @@ class ExamineScorer:
                 if has_tqdm:
                     chunks = tqdm(chunks, total=math.ceil(n / self.chunk_size), desc="EXAMINE")
             blocks = 0
+            # first order needs the top direction only
+            proj = v[:, :1] if self.method == "first_order" else v
             for start, rows in chunks:
-                z = self._prep(rows, mean) @ v
+                z = self._prep(rows, mean) @ proj
                 msv[start : start + len(rows)], it, wd = self._score_rows(z, gaps, s1)
                 iterations, widest = max(iterations, it), max(widest, wd)
                 blocks += 1
