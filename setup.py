@@ -25,7 +25,7 @@ setup(
     # Ranges, never a build: GPU users keep their own CUDA torch (see docs/installation.md).
     install_requires=[
         "torch>=2.8",
-        "monai[fire,ignite,nibabel,jsonschema]>=1.6.1",
+        "monai[fire,ignite,nibabel,jsonschema,einops]>=1.6.1",
         "pytorch-ignite>=0.5",
         "nibabel>=5",
         "itk-io>=5.3",
@@ -42,6 +42,15 @@ setup(
     extras_require={
         "test": ["pytest>=8"],
         "itk": ["itk>=5.3"],
+        # MONAI Label app (monai_synpriv.label): its own environment, scripts/setup_label_env.sh installs it
+        # (torch + a matching torchvision first); monailabel 0.8.5 breaks with pydicom 3 and needs numpy<2.
+        "label": [
+            "monailabel==0.8.5",
+            "pydicom>=2.4,<3",
+            "dicomweb-client<0.60",
+            "pynetdicom<3",
+            "numpy>=1.24,<2",
+        ],
     },
     entry_points={"console_scripts": ["monai-synpriv=monai_synpriv.cli:main"]},
     classifiers=[
