@@ -117,9 +117,8 @@ def _labels(index_csv: Path) -> np.ndarray:
 
 def run_dataset(out: Path, dataset: str, args) -> dict:
     prep = prepare_embeddings(out, dataset, args.data_root, args.device, args.seed)
-    from monai_synpriv.assessment.selection import k_center_greedy, select_random, select_top
-
     from monai_synpriv.assessment import ExamineScorer
+    from monai_synpriv.assessment.selection import k_center_greedy, select_random, select_top
     from monai_synpriv.evaluation.label_efficiency import (
         label_efficiency,
         plot_label_efficiency,

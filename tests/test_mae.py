@@ -81,9 +81,8 @@ def test_embedder_3d():
 
 def test_short_real_pretraining_lowers_the_masked_patch_loss():
     """40 steps on real BreastMNIST images: the held-out masked-patch loss (fixed masks) falls by a clear margin."""
-    from conftest import DATA, require
-
     import numpy as np
+    from conftest import DATA, require
 
     data = np.load(require(DATA / "medmnist" / "breastmnist.npz"))
     train = torch.as_tensor(data["train_images"][:256], dtype=torch.float32).unsqueeze(1) / 255.0
