@@ -1,6 +1,14 @@
 """Data assessment: which unlabelled images to label first (EXAMINE) and the baselines it is compared with."""
 
-from .embedding import EncoderBundle, embed_items, load_encoder_bundle, load_state_dict_file, write_embeddings
+from .embedding import (
+    EncoderBundle,
+    UntrainedEncoderWarning,
+    embed_items,
+    find_bundle_config,
+    load_encoder_bundle,
+    load_state_dict_file,
+    write_embeddings,
+)
 from .examine import (
     EXAMINE_METHODS,
     ExamineResult,
@@ -18,7 +26,9 @@ __all__ = [
     "ExamineAssessment",
     "write_ranking_csv",
     "EncoderBundle",
+    "UntrainedEncoderWarning",
     "embed_items",
+    "find_bundle_config",
     "load_encoder_bundle",
     "load_state_dict_file",
     "write_embeddings",

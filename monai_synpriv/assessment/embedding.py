@@ -1,19 +1,29 @@
-"""Embed images with any encoder bundle, for EXAMINE and the label-efficiency experiment.
+"""Embed images with any encoder bundle: for EXAMINE (assessment bundle, label-efficiency experiment, MONAI Label app).
 
-Encoder-bundle contract (the MAE bundle and the multimodal SSL bundle satisfy it): a config (by default
-``configs/inference.json``) that defines
+Encoder-bundle contract (the MAE bundle satisfies it): a config (by default the first of
+``configs/inference.{json,yaml,yml}``; several files are merged in order) that defines
 
 - ``network_def``: an ``nn.Module`` mapping an image batch ``(B, C, *spatial)`` to embeddings ``(B, D)``;
-- ``preprocessing``: a MONAI ``Compose`` of dict transforms reading key ``"image"`` (a file path) into a tensor;
-- ``ckpt_path`` (optional; default ``<bundle>/models/model.pt``): a plain state dict of ``network_def`` (a
+- ``preprocessing``: a MONAI ``Compose`` of dict transforms reading key ``"image"`` (a file path) into one tensor of
+  the network's size and channel count;
+- ``ckpt_path`` (optional; default ``<bundle>/models/model.pt``): a state dict of ``network_def`` (a
   ``{"model": state_dict}`` wrapper is accepted too).
+
+:class:`EncoderBundle` loads such a bundle. Without a weights file it either refuses (``require_weights``) or keeps
+the network's initial weights, seeded so that two processes embed alike, and says loudly (an
+:class:`UntrainedEncoderWarning` and a log warning) that the embeddings come from an untrained network.
+Nothing here needs MONAI Label.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import json
 import logging
 import os
-from dataclasses import dataclass
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,27 +31,64 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import DataLoader, Dataset
+from monai.utils import convert_to_tensor
 from torch import nn
 
-__all__ = ["EncoderBundle", "embed_items", "load_encoder_bundle", "load_state_dict_file", "write_embeddings"]
+from ..utils.io import atomic_path, sha256_file
+
+__all__ = [
+    "CONFIG_NAMES",
+    "EncoderBundle",
+    "UntrainedEncoderWarning",
+    "embed_items",
+    "find_bundle_config",
+    "load_encoder_bundle",
+    "load_state_dict_file",
+    "write_embeddings",
+]
 
 logger = logging.getLogger(__name__)
 
+#: the inference config names :func:`find_bundle_config` looks for under ``configs/``, in this order
+CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 
-@dataclass
-class EncoderBundle:
-    """An encoder read from a bundle: the network (weights loaded, eval mode), its preprocessing and provenance."""
 
-    network: nn.Module
-    preprocessing: Any
-    bundle_dir: str
-    config_files: list[str]
-    ckpt_path: str | None
-    trained: bool
+class UntrainedEncoderWarning(UserWarning):
+    """The encoder bundle has no weights file: embeddings come from the network's initial (random) weights."""
+
+
+def find_bundle_config(bundle_dir: str | os.PathLike, names: Sequence[str] = CONFIG_NAMES) -> Path:
+    """The first of ``configs/<name>`` that exists in ``bundle_dir``.
+
+    Args:
+        bundle_dir: the bundle folder.
+        names: candidate file names under ``configs/``, in order of preference.
+
+    Returns:
+        The path of the first existing candidate.
+
+    Raises:
+        FileNotFoundError: the folder or every candidate config is missing.
+    """
+    root = Path(bundle_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"bundle folder not found: {root}")
+    for name in names:
+        if (root / "configs" / name).is_file():
+            return root / "configs" / name
+    raise FileNotFoundError(f"{root} is not a usable bundle: none of configs/{{{','.join(names)}}} exists.")
 
 
 def load_state_dict_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """A plain state dict from ``path`` (unwraps ``{"model": ...}`` / ``{"network": ...}`` checkpoints)."""
+    """A plain state dict from ``path`` (unwraps ``{"model": ...}``, ``{"network": ...}``, ``{"state_dict": ...}``).
+
+    Args:
+        path: a ``torch.save`` file (loaded with ``weights_only=True``).
+        map_location: where the tensors go.
+
+    Returns:
+        The state dict.
+    """
     state = torch.load(path, map_location=map_location, weights_only=True)
     if isinstance(state, dict):
         for key in ("model", "network", "state_dict"):
@@ -50,66 +97,22 @@ def load_state_dict_file(path: str | os.PathLike, map_location: str | torch.devi
     return state
 
 
-def load_encoder_bundle(
-    bundle_dir: str | os.PathLike,
-    config_file: str | list[str] = "configs/inference.json",
-    overrides: dict | None = None,
-    device: str | torch.device = "cpu",
-    require_weights: bool = True,
-) -> EncoderBundle:
-    """Instantiate ``network_def`` and ``preprocessing`` of an encoder bundle and load its weights.
+class _IndexedDataset(Dataset):
+    """A MONAI ``Dataset`` whose samples are ``(index, transformed item)``, so errors can name the item's file."""
 
-    Args:
-        bundle_dir: the bundle's root folder.
-        config_file: config path(s) relative to ``bundle_dir`` (or absolute), merged in order.
-        overrides: config ids to override (``bundle_root`` is set to ``bundle_dir`` unless given).
-        device: where the network goes.
-        require_weights: raise when the checkpoint is missing; with False, warn and keep the initial weights.
+    def _transform(self, index: int) -> tuple[int, Any]:
+        return index, super()._transform(index)
 
-    Raises:
-        FileNotFoundError: the bundle, a config file or (``require_weights``) the checkpoint does not exist.
-        KeyError: the config lacks ``network_def`` or ``preprocessing``.
-    """
-    root = Path(bundle_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"encoder bundle folder not found: {root}")
-    files = [config_file] if isinstance(config_file, (str, os.PathLike)) else list(config_file)
-    paths = [str(p if Path(p).is_absolute() else root / p) for p in files]
-    for p in paths:
-        if not Path(p).is_file():
-            raise FileNotFoundError(f"encoder bundle config not found: {p}")
-    parser = ConfigParser()
-    parser.read_config(paths if len(paths) > 1 else paths[0])
-    parser["bundle_root"] = str(root)
-    for key, value in (overrides or {}).items():
-        parser[key] = value
-    for key in ("network_def", "preprocessing"):
-        if key not in parser:
-            raise KeyError(
-                f"encoder bundle {root} ({', '.join(files)}) defines no {key!r}: an encoder bundle needs "
-                "'network_def' (images -> (B, D) embeddings) and 'preprocessing' (dict transforms on 'image')."
-            )
-    ckpt = parser.get_parsed_content("ckpt_path") if "ckpt_path" in parser else str(root / "models" / "model.pt")
-    if ckpt is not None and not Path(ckpt).is_file():
-        if require_weights:
-            raise FileNotFoundError(
-                f"encoder weights not found: {ckpt} (train the bundle first, set ckpt_path, or pass "
-                "require_weights=False to embed with untrained weights)."
-            )
-        logger.warning("encoder weights %s not found: embedding with the UNTRAINED network of %s", ckpt, root)
-        ckpt = None
-    network = parser.get_parsed_content("network_def", instantiate=True)
-    if ckpt is not None:
-        network.load_state_dict(load_state_dict_file(ckpt))
-    network = network.to(device).eval()
-    preprocessing = parser.get_parsed_content("preprocessing", instantiate=True)
-    return EncoderBundle(network, preprocessing, str(root), paths, ckpt, ckpt is not None)
+
+def _keep_list(batch: list) -> list:
+    """DataLoader collate that keeps the samples as they are (the checks and the stacking happen in the loop)."""
+    return batch
 
 
 @torch.no_grad()
 def embed_items(
     network: nn.Module,
-    items: list[dict],
+    items: Sequence[Mapping[str, Any]],
     preprocessing: Any,
     device: str | torch.device = "cpu",
     batch_size: int = 64,
@@ -117,27 +120,306 @@ def embed_items(
     image_key: str = "image",
     amp: bool = False,
     progress: bool = True,
+    dtype: Any = np.float32,
+    source: str = "the encoder bundle",
 ) -> np.ndarray:
-    """Embeddings ``(n, D)`` (float32, in ``items`` order) of every image, with the network in eval mode.
+    """Embeddings ``(n, D)`` of every item's image, in ``items`` order, with the network in eval mode.
+
+    Args:
+        network: the encoder (``(B, C, *spatial)`` -> ``(B, D)``).
+        items: dicts with ``image_key`` (a file path) and anything else ``preprocessing`` reads.
+        preprocessing: callable mapping one item to a dict holding the image tensor under ``image_key``.
+        device: where the network runs.
+        batch_size: images per forward pass.
+        num_workers: DataLoader worker processes for the preprocessing.
+        image_key: the image key of the items and of the preprocessed samples.
+        amp: autocast on CUDA.
+        progress: show a tqdm progress bar.
+        dtype: numpy dtype of the result.
+        source: what error messages name as the culprit (e.g. the bundle's config path).
+
+    Returns:
+        The embeddings; ``(0, 0)`` when ``items`` is empty.
 
     Raises:
-        ValueError: if the network does not return one vector per image.
+        ValueError: ``batch_size`` < 1; an item without ``image_key``; preprocessing that returns several samples
+            for one item or images of different shapes; a network that does not return one ``D``-vector per image;
+            non-finite embeddings.
     """
     from tqdm import tqdm
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    items = list(items)
+    for i, item in enumerate(items):
+        if image_key not in item:
+            raise ValueError(f"item {i} has no key {image_key!r} (keys: {sorted(item)}).")
+    if not items:
+        return np.zeros((0, 0), dtype=dtype)
     device = torch.device(device)
     network = network.to(device).eval()
-    loader = DataLoader(Dataset(items, transform=preprocessing), batch_size=batch_size, num_workers=num_workers)
-    out = []
+    loader = DataLoader(
+        _IndexedDataset(items, transform=preprocessing),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_keep_list,
+    )
+    chunks = []
     for batch in tqdm(loader, desc="embedding", disable=not progress, leave=False):
-        x = batch[image_key]
-        x = x.as_tensor() if hasattr(x, "as_tensor") else x
+        images, rows = [], []
+        for row, sample in batch:
+            if isinstance(sample, list):  # a multi-sample transform: the contract wants one image per file
+                raise ValueError(
+                    f"{source}: preprocessing returned {len(sample)} samples for {items[row][image_key]}; an encoder "
+                    "bundle's preprocessing must map one file to one image."
+                )
+            if not isinstance(sample, Mapping) or image_key not in sample:
+                raise ValueError(
+                    f"{source}: preprocessing of {items[row][image_key]} gave no {image_key!r} entry; it must be "
+                    f"dict transforms that load key {image_key!r}."
+                )
+            images.append(convert_to_tensor(sample[image_key], track_meta=False, dtype=torch.float32))
+            rows.append(row)
+        shapes = {tuple(x.shape) for x in images}
+        if len(shapes) != 1:
+            first = {}
+            for x, row in zip(images, rows):
+                first.setdefault(tuple(x.shape), items[row][image_key])
+            found = ", ".join(f"{shape} for {path}" for shape, path in first.items())
+            raise ValueError(
+                f"{source}: preprocessing gives images of different shapes ({found}); it must bring every image to "
+                "the network's size and channel count."
+            )
         with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
-            emb = network(x.to(device))
-        if isinstance(emb, (tuple, list)):
-            raise ValueError("the encoder returned a tuple: an encoder bundle's network_def must return (B, D).")
-        out.append(emb.float().flatten(1).cpu())
-    return torch.cat(out).numpy()
+            out = network(torch.stack(images).to(device))
+        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(images):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValueError(
+                f"{source}: network_def must map (B, C, *spatial) to (B, D) embeddings; got {got} for a batch of "
+                f"{len(images)}."
+            )
+        chunks.append(out.detach().float().cpu().numpy().astype(dtype, copy=False))
+    emb = np.concatenate(chunks)
+    if not np.isfinite(emb).all():
+        bad = int((~np.isfinite(emb)).any(axis=1).sum())
+        raise ValueError(f"{source}: the encoder returned non-finite embeddings for {bad} of {len(emb)} images.")
+    return emb
+
+
+class EncoderBundle:
+    """An encoder bundle loaded for embedding: ``network`` (weights loaded, eval mode), ``preprocessing``, provenance.
+
+    Weights come from, in order: ``weights``; the config's ``ckpt_path`` (after ``overrides``; ``null`` means none);
+    ``<bundle_dir>/models/model.pt``. Without them the bundle refuses to load (``require_weights``) or keeps the
+    network's initial weights, seeded with ``seed``, with a loud :class:`UntrainedEncoderWarning`.
+
+    Attributes:
+        network: the encoder on ``device``, in eval mode.
+        preprocessing: the bundle's ``preprocessing`` transform.
+        bundle_dir: the bundle folder (absolute).
+        config_paths: the config files read, merged in order.
+        config_files: the same, as strings.
+        weights_path: the weights file loaded or looked for (None when the config sets ``ckpt_path`` to null).
+        ckpt_path: the weights file loaded (as given), None when untrained.
+        trained: whether weights were loaded.
+        weights_sha256: SHA-256 of the weights file, None when untrained.
+
+    Args:
+        bundle_dir: the bundle folder.
+        config_file: config path(s) relative to ``bundle_dir`` (or absolute), merged in order; default: the first
+            of ``configs/inference.{json,yaml,yml}`` (:func:`find_bundle_config`).
+        weights: state-dict file; overrides the config's ``ckpt_path`` (must exist when given).
+        device: torch device for the network.
+        overrides: config ids to set before parsing (e.g. ``{"image_size": [64, 64]}``); ``bundle_root`` is set to
+            ``bundle_dir`` unless overridden here.
+        require_weights: raise when there is no weights file instead of embedding with initial weights.
+        seed: seeds the network's initial weights (what an untrained encoder embeds with).
+        image_key: the key ``preprocessing`` reads and writes.
+
+    Raises:
+        FileNotFoundError: no bundle folder or config file, ``weights`` given but missing, or no weights file while
+            ``require_weights``.
+        KeyError: the config lacks ``network_def`` or ``preprocessing``.
+        TypeError: ``network_def`` is not an ``nn.Module``.
+        RuntimeError: the weights file is not a state dict of ``network_def``.
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike,
+        config_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        weights: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        overrides: Mapping[str, Any] | None = None,
+        require_weights: bool = False,
+        seed: int = 0,
+        image_key: str = "image",
+    ) -> None:
+        self.bundle_dir = Path(bundle_dir).resolve()
+        if not self.bundle_dir.is_dir():
+            raise FileNotFoundError(f"encoder bundle folder not found: {bundle_dir}")
+        if config_file is None:
+            self.config_paths = [find_bundle_config(self.bundle_dir)]
+        else:
+            files = [config_file] if isinstance(config_file, (str, os.PathLike)) else list(config_file)
+            self.config_paths = [Path(f) if Path(f).is_absolute() else self.bundle_dir / f for f in files]
+            for p in self.config_paths:
+                if not p.is_file():
+                    raise FileNotFoundError(f"encoder bundle config not found: {p}")
+        self.config_files = [str(p) for p in self.config_paths]
+        self.device = torch.device(device)
+        self.image_key = image_key
+        self.overrides = dict(overrides or {})
+        self.seed = seed
+        source = self.source
+
+        parser = ConfigParser()
+        parser.read_config(self.config_files if len(self.config_files) > 1 else self.config_files[0])
+        parser["bundle_root"] = str(self.bundle_dir)
+        for k, v in self.overrides.items():
+            parser[k] = v
+        for key in ("network_def", "preprocessing"):
+            if key not in parser:
+                raise KeyError(
+                    f"{source} defines no {key!r}: an encoder bundle needs 'network_def' (images -> (B, D) "
+                    f"embeddings) and 'preprocessing' (dict transforms loading the {image_key!r} path)."
+                )
+
+        if weights is not None:
+            if not Path(weights).is_file():
+                raise FileNotFoundError(f"encoder weights not found: {weights}")
+            ckpt: str | None = str(weights)
+        elif "ckpt_path" in parser:
+            ckpt = parser.get_parsed_content("ckpt_path")
+            ckpt = None if ckpt is None else str(ckpt)
+        else:
+            ckpt = str(self.bundle_dir / "models" / "model.pt")
+        self.weights_path = Path(ckpt) if ckpt is not None else None
+        self.trained = self.weights_path is not None and self.weights_path.is_file()
+        if not self.trained and require_weights:
+            raise FileNotFoundError(
+                f"encoder weights not found: {ckpt} (config {source}; train the bundle first, set ckpt_path, or allow "
+                "untrained weights with require_weights=False)."
+            )
+        self.ckpt_path = ckpt if self.trained else None
+
+        self.preprocessing = parser.get_parsed_content("preprocessing")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            network = parser.get_parsed_content("network_def")
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"{source}: network_def must be an nn.Module, got {type(network).__name__}.")
+        if self.trained:
+            try:
+                network.load_state_dict(load_state_dict_file(self.weights_path))
+            except (RuntimeError, AttributeError, TypeError) as e:
+                raise RuntimeError(f"{self.weights_path} is not a state dict of {source}'s network_def: {e}") from e
+            self.weights_sha256: str | None = sha256_file(self.weights_path)
+        else:
+            self.weights_sha256 = None
+            msg = (
+                f"ENCODER BUNDLE {self.bundle_dir} HAS NO WEIGHTS ({ckpt or 'ckpt_path is null'}): embedding with the "
+                f"network's INITIAL (random, seed {seed}) weights. EXAMINE scores from an untrained encoder only "
+                "reflect raw image statistics; train the encoder bundle first for meaningful scores."
+            )
+            logger.warning(msg)
+            warnings.warn(msg, UntrainedEncoderWarning, stacklevel=2)
+        self.network = network.to(self.device).eval()
+
+    @property
+    def config_path(self) -> Path:
+        """The (first) config file read."""
+        return self.config_paths[0]
+
+    @property
+    def source(self) -> str:
+        """The config file(s), as error messages name them."""
+        return " + ".join(self.config_files)
+
+    def fingerprint(self) -> str:
+        """Identifies what the embeddings depend on: the config text, the weights (or the seed) and the overrides."""
+        h = hashlib.sha256()
+        for p in self.config_paths:
+            h.update(p.read_bytes())
+        h.update((self.weights_sha256 or f"untrained-seed{self.seed}").encode())
+        h.update(json.dumps(self.overrides, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def load(self, path: str | os.PathLike) -> torch.Tensor:
+        """One preprocessed image ``(C, *spatial)`` as a plain float32 tensor.
+
+        Raises:
+            ValueError: the preprocessing returns several samples for the file.
+        """
+        out = self.preprocessing({self.image_key: str(path)})
+        if isinstance(out, list):
+            raise ValueError(f"{self.source}: preprocessing returned {len(out)} samples for {path}; expected one.")
+        return convert_to_tensor(out[self.image_key], track_meta=False, dtype=torch.float32)
+
+    def embed_items(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        batch_size: int = 64,
+        num_workers: int = 0,
+        amp: bool = False,
+        progress: bool = True,
+        dtype: Any = np.float32,
+    ) -> np.ndarray:
+        """Embeddings ``(n, D)`` of datalist items (dicts with ``image_key``), in order: :func:`embed_items`."""
+        return embed_items(
+            self.network,
+            items,
+            self.preprocessing,
+            device=self.device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            image_key=self.image_key,
+            amp=amp,
+            progress=progress,
+            dtype=dtype,
+            source=self.source,
+        )
+
+    def embed(self, paths: Sequence[str | os.PathLike], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Embeddings ``(n, D)`` (float64) of the images at ``paths``, in that order.
+
+        Raises:
+            ValueError: see :func:`embed_items`.
+        """
+        items = [{self.image_key: str(p)} for p in paths]
+        return self.embed_items(items, batch_size=batch_size, progress=progress, dtype=np.float64)
+
+    embed_paths = embed
+
+
+def load_encoder_bundle(
+    bundle_dir: str | os.PathLike,
+    config_file: str | os.PathLike | Sequence[str | os.PathLike] | None = "configs/inference.json",
+    overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    require_weights: bool = True,
+    **kwargs: Any,
+) -> EncoderBundle:
+    """An :class:`EncoderBundle` that, by default, refuses to load without trained weights.
+
+    Args:
+        bundle_dir: the bundle's root folder.
+        config_file: config path(s) relative to ``bundle_dir`` (or absolute), merged in order (None: the first of
+            ``configs/inference.{json,yaml,yml}``).
+        overrides: config ids to override (``bundle_root`` is set to ``bundle_dir`` unless given).
+        device: where the network goes.
+        require_weights: raise when the checkpoint is missing; with False, warn and keep the (seeded) initial weights.
+        kwargs: more :class:`EncoderBundle` arguments (``weights``, ``seed``, ``image_key``).
+
+    Returns:
+        The loaded encoder bundle.
+
+    Raises:
+        See :class:`EncoderBundle`.
+    """
+    return EncoderBundle(
+        bundle_dir, config_file, device=device, overrides=overrides, require_weights=require_weights, **kwargs
+    )
 
 
 def write_embeddings(
@@ -152,11 +434,22 @@ def write_embeddings(
     prefix: str = "embeddings",
 ) -> dict[str, str]:
     """Embed ``items`` and write ``<prefix>.npy`` (float32, ``(n, D)``) and ``<prefix>.csv`` (row, image and the
-    items' scalar fields such as ``label``), both atomically; returns their paths."""
-    import csv
+    items' scalar fields such as ``label``), both atomically.
 
-    from ..utils.io import atomic_path
+    Args:
+        network: the encoder.
+        items: datalist entries with ``image_key``.
+        preprocessing: the bundle's preprocessing.
+        output_dir: where the files go.
+        device: where the network runs.
+        batch_size: images per forward pass.
+        image_key: the image key of the items.
+        amp: autocast on CUDA.
+        prefix: the files' name stem.
 
+    Returns:
+        ``{"embeddings": <npy path>, "index": <csv path>}``.
+    """
     emb = embed_items(network, items, preprocessing, device=device, batch_size=batch_size, image_key=image_key, amp=amp)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +457,7 @@ def write_embeddings(
     with atomic_path(npy) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, emb)
-    extra = [k for k in items[0] if k != image_key and isinstance(items[0][k], (int, float, str))]
+    extra = [k for k in items[0] if k != image_key and isinstance(items[0][k], (int, float, str))] if items else []
     with atomic_path(table) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)

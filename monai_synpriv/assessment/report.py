@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..utils.io import atomic_path, write_json_atomic
-from .embedding import embed_items, load_encoder_bundle
+from .embedding import EncoderBundle
 from .examine import ExamineResult, ExamineScorer
 
 __all__ = ["ExamineAssessment", "write_ranking_csv"]
@@ -161,30 +161,25 @@ class ExamineAssessment:
         """Embeddings path and provenance: the given ``.npy``, or the encoder bundle's embeddings written here."""
         if self.embeddings is not None:
             return str(self.embeddings), {"embeddings_source": str(self.embeddings)}
-        encoder = load_encoder_bundle(
+        encoder = EncoderBundle(
             self.encoder_bundle,
             self.encoder_config,
-            overrides=self.encoder_overrides,
             device=self.device,
+            overrides=self.encoder_overrides,
             require_weights=self.require_weights,
+            image_key=self.image_key,
         )
         start = time.perf_counter()
-        emb = embed_items(
-            encoder.network,
-            self.items,
-            encoder.preprocessing,
-            device=self.device,
-            batch_size=self.batch_size,
-            image_key=self.image_key,
-            amp=self.amp,
-        )
+        emb = encoder.embed_items(self.items, batch_size=self.batch_size, amp=self.amp)
         path = self.output_dir / "embeddings.npy"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, emb)
         info = {
-            "encoder_bundle": os.path.abspath(encoder.bundle_dir),
+            "encoder_bundle": str(encoder.bundle_dir),
             "encoder_checkpoint": encoder.ckpt_path or "untrained",
+            "encoder_weights_sha256": encoder.weights_sha256 or "untrained",
+            "encoder_fingerprint": encoder.fingerprint(),
             "embedding_seconds": round(time.perf_counter() - start, 3),
         }
         self._preprocessing = encoder.preprocessing

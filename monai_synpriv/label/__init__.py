@@ -1,6 +1,7 @@
 """MONAI Label app for monai_synpriv (optional extra ``label``, in its own environment: scripts/setup_label_env.sh).
 
-- :mod:`.embedding`: :class:`EncoderBundle` embeds images with any encoder bundle (no MONAI Label needed);
+- :class:`EncoderBundle` (from :mod:`monai_synpriv.assessment.embedding`, no MONAI Label needed) embeds images
+  with any encoder bundle;
 - :mod:`.scoring`: ``ExamineScoring``, a MONAI Label scoring method writing per-image EXAMINE scores;
 - :mod:`.strategy`: ``ExamineStrategy``, the next image to label = the highest-scored unlabelled one;
 - :mod:`.infer`: ``TranslatorInferTask``, the translator bundle as a ``translation`` infer task;
@@ -40,7 +41,7 @@ def init_app_dir(app_dir: str | os.PathLike) -> Path:
 
 def __getattr__(name: str) -> Any:  # the embedding code imports torch and MONAI: only when asked for
     if name in ("EncoderBundle", "UntrainedEncoderWarning", "find_bundle_config"):
-        from . import embedding
+        from ..assessment import embedding
 
         return getattr(embedding, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

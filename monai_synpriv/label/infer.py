@@ -22,9 +22,8 @@ from monai.transforms import Compose, SaveImaged
 from monai.utils import convert_to_numpy
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
+from monai_synpriv.assessment.embedding import find_bundle_config
 from monai_synpriv.transforms import SaveToPathd
-
-from .embedding import find_bundle_config
 
 __all__ = ["TRANSLATION", "TranslatorInferTask", "TranslatorWeightsMissing"]
 

@@ -17,8 +17,7 @@ from monailabel.interfaces.tasks.scoring import ScoringMethod
 from monailabel.utils.others.generic import name_to_device, strtobool
 
 from monai_synpriv.assessment import EXAMINE_METHODS, examine_scores
-
-from .embedding import EncoderBundle, find_bundle_config
+from monai_synpriv.assessment.embedding import EncoderBundle, find_bundle_config
 
 __all__ = ["ExamineScoring", "write_image_infos"]
 
@@ -63,7 +62,7 @@ class ExamineScoring(ScoringMethod):
     ``force`` (recompute even when up to date).
 
     Args:
-        encoder_bundle: the encoder bundle folder (see :mod:`monai_synpriv.label.embedding` for the contract).
+        encoder_bundle: the encoder bundle folder (see :mod:`monai_synpriv.assessment.embedding` for the contract).
         encoder_overrides: config ids to override in the encoder bundle.
         center, l2_normalize, method, temperature: EXAMINE options (:func:`monai_synpriv.assessment.examine_scores`).
         batch_size: images per forward pass.
