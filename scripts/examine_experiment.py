@@ -6,7 +6,8 @@ For each dataset (brain-tumour MRI, BreastMNIST):
 2. embed the training pool and the test split with it (the bundle's ``inference.json``);
 3. for budgets of 1, 2, 5, 10 and 20 % of the pool, pick the images to label with
    - EXAMINE, both ends of the ranking (``examine_top`` / ``examine_bottom``), on the raw embeddings and on centred
-     embeddings (``examine_centred_*``),
+     embeddings (``examine_centred_*``), and sampling by EXAMINE score (``examine_sampled``: without replacement,
+     probability proportional to the exponential score at temperature 1, ``--random_repeats`` seeds),
    - random picks (``--random_repeats`` seeds, at least 5),
    - k-center greedy (the diversity baseline, Sener & Savarese 2018; ``--kcenter_repeats`` random starts);
 4. train a linear probe (logistic regression on standardised embeddings) on the picked images only and score it on
@@ -118,7 +119,7 @@ def _labels(index_csv: Path) -> np.ndarray:
 def run_dataset(out: Path, dataset: str, args) -> dict:
     prep = prepare_embeddings(out, dataset, args.data_root, args.device, args.seed)
     from monai_synpriv.assessment import ExamineScorer
-    from monai_synpriv.assessment.selection import k_center_greedy, select_random, select_top
+    from monai_synpriv.assessment.selection import k_center_greedy, select_random, select_top, select_weighted
     from monai_synpriv.evaluation.label_efficiency import (
         label_efficiency,
         plot_label_efficiency,
@@ -139,6 +140,7 @@ def run_dataset(out: Path, dataset: str, args) -> dict:
         "examine_bottom": (lambda k, r: select_top(raw.scores, k, end="bottom"), 1),
         "examine_centred_top": (lambda k, r: select_top(centred.scores, k, end="top"), 1),
         "examine_centred_bottom": (lambda k, r: select_top(centred.scores, k, end="bottom"), 1),
+        "examine_sampled": (lambda k, r: select_weighted(raw.scores, k, seed=r), args.random_repeats),
         "random": (lambda k, r: select_random(len(train_x), k, seed=r), args.random_repeats),
         "k_center_greedy": (lambda k, r: k_center_greedy(train_x, k, seed=r), args.kcenter_repeats),
     }

@@ -182,3 +182,18 @@ def test_select_random():
         select_random(5, 0)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         select_random(0, 1)
+
+
+def test_select_weighted_follows_the_weights_and_nests():
+    from monai_synpriv.assessment import select_weighted
+
+    w = np.array([0.0, 1.0, 1.0, 8.0])
+    draws = [select_weighted(w, 1, seed=s)[0] for s in range(2000)]
+    freq = np.bincount(draws, minlength=4) / len(draws)
+    assert freq[0] == 0 and freq[3] == pytest.approx(0.8, abs=0.03) and freq[1] == pytest.approx(0.1, abs=0.03)
+    big = select_weighted(np.arange(1.0, 51.0), 20, seed=3)
+    assert len(set(big.tolist())) == 20 and np.array_equal(select_weighted(np.arange(1.0, 51.0), 5, seed=3), big[:5])
+    with pytest.raises(ValueError, match="positive"):
+        select_weighted(w, 4)
+    with pytest.raises(ValueError, match="non-negative"):
+        select_weighted([1.0, -1.0], 1)

@@ -20,7 +20,7 @@ from .examine import (
     preprocess_embeddings,
 )
 from .report import ExamineAssessment, write_ranking_csv
-from .selection import SELECTION_ENDS, k_center_greedy, select_random, select_top
+from .selection import SELECTION_ENDS, k_center_greedy, select_random, select_top, select_weighted
 
 __all__ = [
     "ExamineAssessment",
@@ -44,4 +44,5 @@ __all__ = [
     "k_center_greedy",
     "select_random",
     "select_top",
+    "select_weighted",
 ]

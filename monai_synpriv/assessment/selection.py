@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["SELECTION_ENDS", "k_center_greedy", "select_random", "select_top"]
+__all__ = ["SELECTION_ENDS", "k_center_greedy", "select_random", "select_top", "select_weighted"]
 
 SELECTION_ENDS = ("top", "bottom")
 
@@ -81,6 +81,38 @@ def select_random(n: int, k: int, seed: int | None = 0) -> np.ndarray:
         raise ValueError(f"n must be a positive integer, got {n!r}.")
     k = _check_k(k, int(n))
     return np.random.default_rng(seed).permutation(int(n))[:k].astype(np.int64)
+
+
+def select_weighted(weights: np.ndarray | Sequence[float], k: int, seed: int | None = 0) -> np.ndarray:
+    """``k`` distinct indices drawn without replacement with probability proportional to ``weights``.
+
+    With EXAMINE scores as weights this samples the pool by score (the use the exponential transform and its
+    temperature are for) instead of taking the top of the ranking. Drawn by the Gumbel-top-k trick: the ``k``
+    largest ``log(w) + Gumbel`` keys, so for one seed a smaller budget is a prefix of a larger one.
+
+    Args:
+        weights: ``(n,)`` non-negative, finite, at least ``k`` of them positive.
+        k: number of indices, ``1 <= k <= n``.
+        seed: seed of the generator.
+
+    Returns:
+        ``(k,)`` int64 indices in draw order.
+
+    Raises:
+        ValueError: for negative or non-finite weights, fewer than ``k`` positive weights, or ``k`` out of range.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.size == 0:
+        raise ValueError(f"weights must be a non-empty 1-D array, got shape {w.shape}.")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and non-negative.")
+    k = _check_k(k, w.size)
+    if np.count_nonzero(w) < k:
+        raise ValueError(f"only {np.count_nonzero(w)} weights are positive: cannot draw {k} distinct indices.")
+    with np.errstate(divide="ignore"):
+        keys = np.log(w) + np.random.default_rng(seed).gumbel(size=w.size)
+    order = np.argsort(-keys, kind="stable")
+    return order[:k].astype(np.int64)
 
 
 def k_center_greedy(
