@@ -13,9 +13,10 @@ For each dataset (brain-tumour MRI, BreastMNIST):
 4. train a linear probe (logistic regression on standardised embeddings) on the picked images only and score it on
    the test split; the probe on the whole pool is the ceiling.
 
-Writes ``<out>/results.json``, ``<out>/results.md``, one plot per dataset (``label_efficiency_<dataset>.png``) and an
-MLflow run per dataset in ``<out>/mlruns.db`` (the MAE training runs are logged there too). Finished steps are kept:
-a re-run skips the MAE training and the embedding when their files exist.
+Writes ``<out>/results.json``, ``<out>/results.md``, two plots per dataset
+(``label_efficiency_<dataset>_<metric>.png``, accuracy and balanced accuracy) and an MLflow run per dataset in
+``<out>/mlruns.db`` (the MAE training runs are logged there too). Finished steps are kept: a re-run skips the MAE
+training and the embedding when their files exist. EXAMINE picks are made on the MSV (the scores can tie at 0).
 
 Usage::
 
@@ -136,11 +137,11 @@ def run_dataset(out: Path, dataset: str, args) -> dict:
     centred = ExamineScorer(center=True).score(train_x)
     examine_seconds = time.time() - t0
     strategies = {
-        "examine_top": (lambda k, r: select_top(raw.scores, k, end="top"), 1),
-        "examine_bottom": (lambda k, r: select_top(raw.scores, k, end="bottom"), 1),
-        "examine_centred_top": (lambda k, r: select_top(centred.scores, k, end="top"), 1),
-        "examine_centred_bottom": (lambda k, r: select_top(centred.scores, k, end="bottom"), 1),
-        "examine_sampled": (lambda k, r: select_weighted(raw.scores, k, seed=r), args.random_repeats),
+        "examine_top": (lambda k, r: select_top(raw.msv, k, end="top"), 1),
+        "examine_bottom": (lambda k, r: select_top(raw.msv, k, end="bottom"), 1),
+        "examine_centred_top": (lambda k, r: select_top(centred.msv, k, end="top"), 1),
+        "examine_centred_bottom": (lambda k, r: select_top(centred.msv, k, end="bottom"), 1),
+        "examine_sampled": (lambda k, r: select_weighted(raw.log_scores, k, seed=r, log=True), args.random_repeats),
         "random": (lambda k, r: select_random(len(train_x), k, seed=r), args.random_repeats),
         "k_center_greedy": (lambda k, r: k_center_greedy(train_x, k, seed=r), args.kcenter_repeats),
     }
@@ -182,7 +183,7 @@ def _log_mlflow(out: Path, dataset: str, result: dict) -> None:
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
     exp = client.get_experiment_by_name(dataset)
-    exp_id = exp.experiment_id if exp else client.create_experiment(dataset)
+    exp_id = exp.experiment_id if exp else client.create_experiment(dataset, (out / "mlartifacts").as_uri())
     run_id = client.create_run(exp_id, run_name="label_efficiency").info.run_id
     client.log_param(run_id, "pool", result["pool"])
     client.log_param(run_id, "mae_budget", json.dumps(result["mae_budget"]))

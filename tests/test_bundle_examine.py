@@ -128,9 +128,9 @@ def test_embed_then_assess_ranks_by_examine(trained_mae, tmp_path):
     with open(out / "examine_ranking.csv") as f:
         ranking = list(csv.DictReader(f))
     assert len(ranking) == 156 and [int(r["rank"]) for r in ranking] == list(range(1, 157))
-    # the bundle's embeddings are the MAE bundle's, and its ranking is EXAMINE's (bundle default: L2-normalised)
+    # the bundle's embeddings are the MAE bundle's, and its ranking is EXAMINE's (defaults: raw embeddings)
     np.testing.assert_allclose(np.load(out / "embeddings.npy"), emb, atol=1e-5)
-    expected = examine_scores(emb, l2_normalize=True)
+    expected = examine_scores(emb)
     assert [int(r["row"]) for r in ranking[:20]] == expected.ranking[:20].tolist()
     np.testing.assert_allclose([float(r["msv"]) for r in ranking], expected.msv[expected.ranking], rtol=1e-6)
     assert [r["image"] for r in ranking[:3]] == [index[i]["image"] for i in expected.ranking[:3]]
@@ -142,6 +142,8 @@ def test_embed_then_assess_ranks_by_examine(trained_mae, tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("examine").experiment_id])
     assert run.info.run_id == summary["mlflow_run_id"]
     assert float(run.data.metrics["msv_max"]) == pytest.approx(float(expected.msv.max()), rel=1e-6)
+    assert run.info.artifact_uri.startswith((out / "mlartifacts").resolve().as_uri())  # not ./mlruns of the cwd
+    assert not (ASSESS / "mlruns").exists()
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "examine")}
     assert {"examine/examine_ranking.csv", "examine/examine_montage.png"} <= logged
 

@@ -281,3 +281,35 @@ def test_3d_overlays_train_on_volumes_and_probe_adrenalmnist3d(tmp_path, multico
     result = json.loads((tmp_path / "eval" / "probes" / "probe_metrics.json").read_text())
     assert result["num_train"] == 60 and result["num_test"] == 30 and result["feature_dim"] == 512
     assert result["class_names"] == ["normal", "adrenal mass"]
+
+
+def test_ssl_encoder_serves_as_an_examine_encoder_bundle(ssl_run, tmp_path):
+    """The trained primary encoder through the encoder-bundle contract (configs/inference.json): the EXAMINE
+    assessment embeds real brain-tumour images with it and ranks them by the exact scorer."""
+    import csv
+
+    import numpy as np
+
+    from monai_synpriv.assessment import EncoderBundle, ExamineAssessment, examine_scores
+    from monai_synpriv.data import load_image_list, prepare_brain_tumor_mri
+
+    datalist = prepare_brain_tumor_mri(DATA / "brain_tumor_mri_4class", tmp_path / "bt")
+    items = load_image_list(datalist, section="test", max_items=24)
+    overrides = {"depth": 10, "image_size": [32, 32], "ckpt_path": str(ssl_run / "models" / "model.pt")}
+    encoder = EncoderBundle(SSL, overrides=overrides, require_weights=True)
+    assert encoder.trained
+    state = torch.load(ssl_run / "models" / "model.pt", weights_only=True)
+    state = state.get("model", state)
+    key = next(k for k in state if k.endswith("weight"))
+    assert torch.equal(encoder.network.state_dict()[key].cpu(), state[key].cpu())  # the trained weights, loaded
+    emb = encoder.embed([it["image"] for it in items])
+    assert emb.shape == (24, 512) and np.isfinite(emb).all()
+
+    out = tmp_path / "assess"
+    summary = ExamineAssessment(items, out, encoder_bundle=SSL, encoder_overrides=overrides).run()
+    with open(out / "examine_ranking.csv") as f:
+        rows = list(csv.DictReader(f))
+    expected = examine_scores(np.load(out / "embeddings.npy"))
+    assert [int(r["row"]) for r in rows] == expected.ranking.tolist()
+    np.testing.assert_allclose(np.load(out / "embeddings.npy"), emb, rtol=1e-4, atol=1e-5)
+    assert summary["metrics"]["n_images"] == 24

@@ -344,6 +344,32 @@ def test_temperature_keeps_ranking_and_concentrates():
     assert all(a > b for a, b in zip(entropy, entropy[1:])), entropy
 
 
+def test_ranking_by_score_equals_ranking_by_msv():
+    """The transform is monotone: sorting the scores (where they do not underflow) or their logarithms gives the
+    MSV ranking, for every temperature, also with one dominant image."""
+    x = np.random.default_rng(5).standard_normal((400, 12))
+    x[7] *= 30.0  # one image carries the top direction: its MSV is ~1000x the mean
+    for temperature in (5.0, 1.0, 0.1):
+        result = examine_scores(x, temperature=temperature)
+        order_msv = np.argsort(-result.msv, kind="stable")
+        np.testing.assert_array_equal(result.ranking, order_msv)
+        np.testing.assert_array_equal(np.argsort(-result.log_scores, kind="stable"), order_msv)
+        np.testing.assert_allclose(np.exp(result.log_scores), result.scores, rtol=1e-12, atol=0)
+        positive = result.scores > 0
+        kept = order_msv[positive[order_msv]]  # the scores that did not underflow keep the MSV order strictly
+        assert (np.diff(result.scores[kept]) < 0).all()
+    assert (result.scores == 0).sum() > 100  # at T = 0.1 most scores underflow: why selection uses msv / log_scores
+
+
+def test_tiny_and_huge_embeddings_are_scored_exactly():
+    x = np.random.default_rng(6).standard_normal((120, 16))
+    reference = _loo_svd(x)
+    for scale in (1e-30, 1e-12, 1e12, 1e100):
+        msv = examine_scores(x * scale).msv
+        assert np.isfinite(msv).all()
+        assert np.abs(msv / scale - reference).max() <= 1e-10, scale
+
+
 # -- real embeddings -------------------------------------------------------------------------------------------
 
 

@@ -67,6 +67,11 @@ def test_embedder_loads_a_pretraining_checkpoint_and_ignores_masking():
     x = torch.rand(3, 1, 16, 16)
     a, b = emb(x), emb(x)
     assert a.shape == (3, 48) and torch.equal(a, b)  # no random masking at embedding time
+    # the embedding is the trained encoder's: patch tokens of mae's own blocks, averaged
+    with torch.no_grad():
+        tokens = mae.patch_embedding(x)
+        tokens = mae.blocks(torch.cat((mae.cls_token.expand(3, -1, -1), tokens), dim=1))
+    torch.testing.assert_close(a, tokens[:, 1:].mean(1))
     cls = MAEEmbedder(pooling="cls", img_size=16, patch_size=4, spatial_dims=2, **TINY)
     both = MAEEmbedder(pooling="mean_cls", img_size=16, patch_size=4, spatial_dims=2, **TINY)
     assert cls(x).shape == (3, 48) and both(x).shape == (3, 96) and both.out_features == 96

@@ -53,12 +53,14 @@ class ExamineResult:
 
     Attributes:
         msv: ``(n,)`` marginal change of the largest singular value when each row is removed (``>= 0``).
-        scores: ``(n,)`` EXAMINE scores, ``exp((msv - max(msv)) / (temperature * mean(msv)))``: in ``(0, 1]``,
-            monotone in ``msv``; higher means label first.
-        ranking: ``(n,)`` row indices, highest score first (ties keep the input order).
+        scores: ``(n,)`` EXAMINE scores, ``exp((msv - max(msv)) / (temperature * mean(msv)))``: in ``[0, 1]``,
+            non-decreasing in ``msv``; higher means label first. An outlier or a small temperature can underflow
+            many scores to 0, so rank and select with ``ranking`` or ``msv``, and sample with ``log_scores``.
+        ranking: ``(n,)`` row indices, highest MSV first (ties keep the input order).
         singular_value: ``s1(X)`` of the preprocessed embeddings.
         method: ``"exact"`` or ``"first_order"``.
         info: solver details (eigen-directions solved exactly, Newton iterations, moments used).
+        temperature: the temperature of ``scores``.
     """
 
     msv: np.ndarray
@@ -67,6 +69,15 @@ class ExamineResult:
     singular_value: float
     method: str
     info: dict = field(default_factory=dict)
+    temperature: float = 1.0
+
+    @property
+    def log_scores(self) -> np.ndarray:
+        """``log(scores)`` without underflow: ``(msv - max(msv)) / (temperature * mean(msv))`` (0 for the best)."""
+        scale = float(np.mean(self.msv)) if self.msv.size else 0.0
+        if scale <= 0:
+            return np.zeros_like(self.msv)
+        return (self.msv - self.msv.max()) / (self.temperature * scale)
 
 
 def examine_transform(msv: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -162,17 +173,23 @@ def _start_bound(w: np.ndarray, gaps: np.ndarray) -> np.ndarray:
 
 
 def _solve_downdate(
-    w: np.ndarray, gaps: np.ndarray, moments: np.ndarray | None, delta: np.ndarray, max_iter: int = 100
+    w: np.ndarray,
+    gaps: np.ndarray,
+    moments: np.ndarray | None,
+    delta: np.ndarray,
+    max_iter: int = 100,
+    tail_ref: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Largest-eigenvalue decrease ``delta`` of each rank-one downdate, by Newton's method from the right.
 
     Args:
         w: ``(m, k)`` squared coordinates on the ``k`` near-top eigenvectors (column 0 = the top one).
         gaps: ``(k,)`` ``l_1 - l_j`` for those directions (``gaps[0] == 0``, ascending, ``gaps[1] > 0``).
-        moments: ``(m, P)`` tail moments ``sum_{j>=k} z_j^2 / g_j^(p+1)``, or None when every direction is in
-            ``w``. Valid while ``delta <= gaps[k] / separation``, which the start guarantees.
+        moments: ``(m, P)`` tail moments ``sum_{j>=k} z_j^2 (tail_ref / g_j)^(p+1)``, or None when every direction
+            is in ``w``. Valid while ``delta <= gaps[k] / separation``, which the start guarantees.
         delta: ``(m,)`` start, an upper bound of the root (:func:`_start_bound`).
         max_iter: Newton iterations at most.
+        tail_ref: the reference gap of ``moments`` (the nearest tail gap).
 
     Returns:
         ``delta`` (``(m,)``, in ``[0, gaps[1]]``) and the number of Newton iterations used.
@@ -192,11 +209,12 @@ def _solve_downdate(
             t = np.where(wj > 0, wj / denom, 0.0)
             value = t.sum(axis=1)
             deriv = np.where(wj > 0, t / denom, 0.0).sum(axis=1)
-        if moments is not None:  # far tail: sum_p a_p delta^p, derivative sum_p p a_p delta^(p-1)
+        if moments is not None:  # far tail: (1/ref) sum_p a_p t^p with t = delta / ref <= 1 / separation
             a = moments[active]
-            powers = d[:, None] ** np.arange(a.shape[1])[None, :]
-            value += (a * powers).sum(axis=1)
-            deriv += (a[:, 1:] * np.arange(1, a.shape[1])[None, :] * powers[:, :-1]).sum(axis=1)
+            t = d / tail_ref
+            powers = t[:, None] ** np.arange(a.shape[1])[None, :]
+            value += (a * powers).sum(axis=1) / tail_ref
+            deriv += (a[:, 1:] * np.arange(1, a.shape[1])[None, :] * powers[:, :-1]).sum(axis=1) / tail_ref**2
         phi = d * (1.0 + value) - w1[active]
         step = phi / (1.0 + value + d * deriv)
         new = np.clip(d - step, 0.0, d)  # monotone from the right: never move up, never below zero
@@ -303,7 +321,10 @@ class ExamineScorer:
         if d == 1 or gaps[1] <= 0:  # one direction: the row is all on it; a repeated top cannot drop
             delta = z[:, 0] ** 2 if d == 1 else np.zeros(m)
             return delta / (s1 + np.sqrt(np.maximum(s1 * s1 - delta, 0.0))), 0, 1
-        w = z * z
+        # work in units of l1 = s1^2 so that neither tiny nor huge embeddings underflow or overflow
+        zu = z / s1
+        w = zu * zu
+        gaps = gaps / (s1 * s1)
         delta = _start_bound(w, gaps)
         # directions with gap >= separation * (start bound) enter through moments: the iterates stay below the
         # bound, so the series ratio stays <= 1 / separation. Rows are grouped by a power-of-two count of exact
@@ -311,20 +332,19 @@ class ExamineScorer:
         min_k = max(2, int(np.count_nonzero(gaps <= gaps[1])))
         need = np.maximum(np.searchsorted(gaps, self.separation * delta, side="left"), min_k)
         bucket = np.minimum(2 ** np.ceil(np.log2(need)).astype(int), d)
-        powers = None
         iterations, widest = 0, 0
         buckets = np.unique(bucket)
         for k in buckets:
             rows = np.flatnonzero(bucket == k) if len(buckets) > 1 else slice(None)
-            moments = None
+            moments, ref = None, 1.0
             if k < d:
-                if powers is None:
-                    inv = 1.0 / gaps[min_k:]
-                    powers = inv[:, None] ** np.arange(1, self.moments + 1)[None, :]  # g^-(p+1), p = 0..P-1
-                moments = w[rows, k:] @ powers[k - min_k :]
-            delta[rows], it = _solve_downdate(w[rows, :k], gaps[:k], moments, delta[rows])
+                # moments relative to the nearest tail gap: (ref / g_j)^(p+1) <= 1, no overflow
+                ref = float(gaps[k])
+                powers = (ref / gaps[k:])[:, None] ** np.arange(1, self.moments + 1)[None, :]
+                moments = w[rows, k:] @ powers
+            delta[rows], it = _solve_downdate(w[rows, :k], gaps[:k], moments, delta[rows], tail_ref=ref)
             iterations, widest = max(iterations, it), max(widest, int(k))
-        msv = delta / (s1 + np.sqrt(np.maximum(s1 * s1 - delta, 0.0)))
+        msv = s1 * delta / (1.0 + np.sqrt(np.maximum(1.0 - delta, 0.0)))
         return msv, iterations, widest
 
     def score(self, embeddings: np.ndarray | str | Path, progress: bool = False) -> ExamineResult:
@@ -382,6 +402,11 @@ class ExamineScorer:
                 msv[start : start + len(rows)], it, wd = self._score_rows(z, gaps, s1)
                 iterations, widest = max(iterations, it), max(widest, wd)
                 blocks += 1
+        if not np.isfinite(msv).all():
+            raise FloatingPointError(
+                f"EXAMINE produced {int((~np.isfinite(msv)).sum())} non-finite scores (s1 = {s1:.3g}); please report "
+                "this with the embeddings' shape and scale."
+            )
         msv = np.maximum(msv, 0.0)
         scores = examine_transform(msv, self.temperature)
         ranking = np.argsort(-msv, kind="stable")
@@ -395,7 +420,15 @@ class ExamineScorer:
             "blocks": blocks,
             "top_eigenvalue_gap": float(gaps[1]) if len(gaps) > 1 else 0.0,
         }
-        return ExamineResult(msv=msv, scores=scores, ranking=ranking, singular_value=s1, method=self.method, info=info)
+        return ExamineResult(
+            msv=msv,
+            scores=scores,
+            ranking=ranking,
+            singular_value=s1,
+            method=self.method,
+            info=info,
+            temperature=self.temperature,
+        )
 
 
 def examine_scores(

@@ -236,7 +236,11 @@ class ExamineAssessment:
 
         client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
         exp = client.get_experiment_by_name(self.experiment_name)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.experiment_name)
+        if exp is not None:
+            exp_id = exp.experiment_id
+        else:  # artifacts next to the outputs, not in ./mlruns of whatever folder the run started from
+            location = (self.output_dir / "mlartifacts").resolve().as_uri()
+            exp_id = client.create_experiment(self.experiment_name, artifact_location=location)
         run = client.create_run(exp_id, run_name=self.run_name, tags={"method": "examine"})
         run_id = run.info.run_id
         params = {**summary["settings"], **self.params}

@@ -36,8 +36,8 @@ def select_top(scores: np.ndarray | Sequence[float], k: int, end: str = "top") -
     """Indices of the ``k`` highest (``end="top"``) or lowest (``end="bottom"``) scores.
 
     Args:
-        scores: ``(n,)`` scores, e.g. :attr:`ExamineResult.scores` or ``.msv`` (the same order: the transform is
-            monotone).
+        scores: ``(n,)`` scores; for EXAMINE pass :attr:`ExamineResult.msv` (``.scores`` can underflow to ties
+            at 0 when one image dominates or the temperature is small).
         k: number of indices to return, ``1 <= k <= n``.
         end: ``"top"`` (highest first) or ``"bottom"`` (lowest first).
 
@@ -83,7 +83,9 @@ def select_random(n: int, k: int, seed: int | None = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(int(n))[:k].astype(np.int64)
 
 
-def select_weighted(weights: np.ndarray | Sequence[float], k: int, seed: int | None = 0) -> np.ndarray:
+def select_weighted(
+    weights: np.ndarray | Sequence[float], k: int, seed: int | None = 0, log: bool = False
+) -> np.ndarray:
     """``k`` distinct indices drawn without replacement with probability proportional to ``weights``.
 
     With EXAMINE scores as weights this samples the pool by score (the use the exponential transform and its
@@ -91,9 +93,11 @@ def select_weighted(weights: np.ndarray | Sequence[float], k: int, seed: int | N
     largest ``log(w) + Gumbel`` keys, so for one seed a smaller budget is a prefix of a larger one.
 
     Args:
-        weights: ``(n,)`` non-negative, finite, at least ``k`` of them positive.
+        weights: ``(n,)`` non-negative, finite, at least ``k`` of them positive; with ``log=True``, log-weights
+            (finite, e.g. :attr:`ExamineResult.log_scores`, which never underflow).
         k: number of indices, ``1 <= k <= n``.
         seed: seed of the generator.
+        log: ``weights`` are log-weights.
 
     Returns:
         ``(k,)`` int64 indices in draw order.
@@ -104,13 +108,21 @@ def select_weighted(weights: np.ndarray | Sequence[float], k: int, seed: int | N
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.size == 0:
         raise ValueError(f"weights must be a non-empty 1-D array, got shape {w.shape}.")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("weights must be finite and non-negative.")
-    k = _check_k(k, w.size)
-    if np.count_nonzero(w) < k:
-        raise ValueError(f"only {np.count_nonzero(w)} weights are positive: cannot draw {k} distinct indices.")
-    with np.errstate(divide="ignore"):
-        keys = np.log(w) + np.random.default_rng(seed).gumbel(size=w.size)
+    if log:
+        if not np.isfinite(w).all():
+            raise ValueError("log-weights must be finite.")
+        k = _check_k(k, w.size)
+        log_w = w
+    else:
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("weights must be finite and non-negative.")
+        k = _check_k(k, w.size)
+        if np.count_nonzero(w) < k:
+            raise ValueError(f"only {np.count_nonzero(w)} weights are positive: cannot draw {k} distinct indices.")
+        with np.errstate(divide="ignore"):
+            log_w = np.log(w)
+    with np.errstate(invalid="ignore"):
+        keys = log_w + np.random.default_rng(seed).gumbel(size=w.size)
     order = np.argsort(-keys, kind="stable")
     return order[:k].astype(np.int64)
 

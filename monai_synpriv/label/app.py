@@ -6,6 +6,9 @@ Conf keys (``--conf KEY VALUE``), all optional:
 
 - ``encoder_bundle``: encoder bundle folder (default: the repository's ``bundles/mae_pretraining``);
 - ``encoder_overrides``: JSON object of encoder config ids to override;
+- ``encoder_config``: the encoder bundle's config file relative to it (default ``configs/inference.json``);
+- ``encoder_allow_untrained`` (true/false, default false): score with an untrained encoder (a missing checkpoint
+  otherwise stops the app at start-up, naming the file);
 - ``examine_center``, ``examine_l2_normalize`` (true/false), ``examine_method`` (``exact``/``first_order``),
   ``examine_temperature``, ``examine_batch_size``: EXAMINE options (each also per request);
 - ``translator_bundle``: translator bundle folder (default: the repository's ``bundles/unpaired_translator``;
@@ -84,6 +87,8 @@ class ExamineLabelApp(MONAILabelApp):
             raise ValueError("MONAI Label app: EXAMINE needs an encoder bundle (--conf encoder_bundle <folder>).")
         self.translator_bundle = _bundle_path(conf, "translator_bundle", REPO_BUNDLES / "unpaired_translator")
         self.encoder_overrides = _json_conf(conf, "encoder_overrides", {})
+        self.encoder_config = conf.get("encoder_config") or None
+        self.encoder_allow_untrained = bool(strtobool(conf.get("encoder_allow_untrained", "false")))
         self.translator_overrides = {**DEFAULT_TRANSLATOR_OVERRIDES, **_json_conf(conf, "translator_overrides", {})}
         self.translator_allow_untrained = bool(strtobool(conf.get("translator_allow_untrained", "false")))
         self.examine_options = {
@@ -125,6 +130,8 @@ class ExamineLabelApp(MONAILabelApp):
             "examine": ExamineScoring(
                 self.encoder_bundle,
                 encoder_overrides=self.encoder_overrides,
+                encoder_config=self.encoder_config,
+                allow_untrained=self.encoder_allow_untrained,
                 batch_size=self.examine_batch_size,
                 **self.examine_options,
             )

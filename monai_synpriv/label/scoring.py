@@ -64,6 +64,9 @@ class ExamineScoring(ScoringMethod):
     Args:
         encoder_bundle: the encoder bundle folder (see :mod:`monai_synpriv.assessment.embedding` for the contract).
         encoder_overrides: config ids to override in the encoder bundle.
+        encoder_config: the encoder bundle's config file(s) (default: ``configs/inference.json``, ``.yaml``, ``.yml``).
+        allow_untrained: score with the encoder's initial weights when its checkpoint is missing (a loud warning);
+            by default a missing checkpoint stops the app at start-up, naming the file.
         center, l2_normalize, method, temperature: EXAMINE options (:func:`monai_synpriv.assessment.examine_scores`).
         batch_size: images per forward pass.
         key_prefix: prefix of the keys written into the image info.
@@ -74,6 +77,8 @@ class ExamineScoring(ScoringMethod):
         self,
         encoder_bundle: str | os.PathLike,
         encoder_overrides: Mapping[str, Any] | None = None,
+        encoder_config: str | list[str] | None = None,
+        allow_untrained: bool = False,
         center: bool = False,
         l2_normalize: bool = False,
         method: str = "exact",
@@ -84,7 +89,10 @@ class ExamineScoring(ScoringMethod):
     ) -> None:
         super().__init__(description)
         self.encoder_bundle = os.path.abspath(encoder_bundle)
-        find_bundle_config(self.encoder_bundle)  # fail at app start, with the path, not at the first scoring
+        self.encoder_config = encoder_config
+        self.allow_untrained = bool(allow_untrained)
+        if encoder_config is None:
+            find_bundle_config(self.encoder_bundle)  # fail at app start, with the path, not at the first scoring
         if method not in EXAMINE_METHODS:
             raise ValueError(f"EXAMINE method must be one of {EXAMINE_METHODS}, got {method!r}.")
         self.encoder_overrides = dict(encoder_overrides or {})
@@ -97,11 +105,17 @@ class ExamineScoring(ScoringMethod):
         self.key_fingerprint = f"{key_prefix}_fingerprint"
         self.key_ts = f"{key_prefix}_ts"
         self._encoder: EncoderBundle | None = None
+        if not self.allow_untrained:  # a missing checkpoint stops the app now, naming the file
+            self.trained = self.encoder("cpu").trained
+            self._encoder = None  # the scoring subprocess loads its own copy
+        else:
+            self.trained = None
 
     def info(self) -> dict[str, Any]:
         return {
             "description": self.description,
             "encoder_bundle": self.encoder_bundle,
+            "encoder_trained": self.trained,
             "options": dict(self.defaults),
             "keys": {"score": self.key_score, "msv": self.key_msv, "rank": self.key_rank},
         }
@@ -109,7 +123,13 @@ class ExamineScoring(ScoringMethod):
     def encoder(self, device: str = "cpu") -> EncoderBundle:
         """The encoder bundle, loaded on first use (the server process itself never needs it)."""
         if self._encoder is None or str(self._encoder.device) != str(device):
-            self._encoder = EncoderBundle(self.encoder_bundle, device=device, overrides=self.encoder_overrides)
+            self._encoder = EncoderBundle(
+                self.encoder_bundle,
+                self.encoder_config,
+                device=device,
+                overrides=self.encoder_overrides,
+                require_weights=not self.allow_untrained,
+            )
         return self._encoder
 
     def _options(self, request: Mapping[str, Any]) -> dict[str, Any]:
