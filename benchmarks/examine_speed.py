@@ -183,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="embeddings for the scale test")
     parser.add_argument("--d", type=int, default=768)
-    parser.add_argument("--small-chunk", type=int, default=8192, help="second chunk size of the streaming run")
+    parser.add_argument("--small-chunk", type=int, default=2048, help="second chunk size of the streaming run")
     parser.add_argument("--bf-n", type=int, default=2000, help="embeddings for the brute-force comparison")
     parser.add_argument("--bf-d", type=int, nargs="+", default=[128, 768])
     parser.add_argument("--bf-rows", type=int, nargs="+", default=[100, 20], help="rows timed by brute force, per d")

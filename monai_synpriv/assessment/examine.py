@@ -231,7 +231,7 @@ class ExamineScorer:
     Example::
 
         scorer = ExamineScorer(center=False, l2_normalize=True)
-        result = scorer.score(np.load("embeddings.npy", mmap_mode="r"))   # streams 65,536 rows at a time
+        result = scorer.score(np.load("embeddings.npy", mmap_mode="r"))   # streams 8,192 rows at a time
         top = result.ranking[:100]                                         # label these first
 
     Args:
@@ -259,7 +259,7 @@ class ExamineScorer:
         center: bool = False,
         l2_normalize: bool = False,
         temperature: float = 1.0,
-        chunk_size: int = 65536,
+        chunk_size: int = 8192,
         separation: float = 8.0,
         moments: int = 14,
         gram: str = "auto",

@@ -97,7 +97,7 @@ class ExamineAssessment:
         center: bool = False,
         l2_normalize: bool = False,
         temperature: float = 1.0,
-        chunk_size: int = 65536,
+        chunk_size: int = 8192,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
         amp: bool = False,
