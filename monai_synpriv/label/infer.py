@@ -52,9 +52,10 @@ class TranslatorInferTask(BasicInferTask):
     writes the synthetic image as float32 NIfTI on the input's grid and affine. Type ``"translation"``: the output is
     an image, not a label map.
 
-    Without ``models/model.pt`` the task is not valid (absent from ``GET /info``) and ``/infer/<name>`` answers
-    HTTP 503 saying so, unless ``allow_untrained`` (testing only): then it runs the network's initial weights (seed
-    ``seed``), says so in its description and in every result (``"untrained": true``).
+    Without its weights (the bundle's ``ckpt_path``, by default ``models/model.pt``) the task is not valid (absent
+    from ``GET /info``) and ``/infer/<name>`` answers HTTP 503 saying so, unless ``allow_untrained`` (testing only):
+    then it runs the network's initial weights (seed ``seed``), says so in its description and in every result
+    (``"untrained": true``).
 
     Args:
         bundle_dir: the translator bundle folder.
@@ -72,8 +73,6 @@ class TranslatorInferTask(BasicInferTask):
     ) -> None:
         self.bundle_dir = Path(bundle_dir).resolve()
         self.config_path = find_bundle_config(self.bundle_dir)
-        self.weights_path = self.bundle_dir / "models" / "model.pt"
-        self.trained = self.weights_path.is_file()
         self.allow_untrained = allow_untrained
         self.overrides = dict(overrides or {})
 
@@ -82,6 +81,10 @@ class TranslatorInferTask(BasicInferTask):
         parser["bundle_root"] = str(self.bundle_dir)
         for k, v in self.overrides.items():
             parser[k] = v
+        # the bundle's own ckpt_path (after overrides), else the model-zoo default models/model.pt
+        ckpt = parser.get_parsed_content("ckpt_path") if "ckpt_path" in parser else None
+        self.weights_path = Path(ckpt) if ckpt else self.bundle_dir / "models" / "model.pt"
+        self.trained = self.weights_path.is_file()
         for key in ("network_def", "preprocessing"):
             if key not in parser:
                 raise KeyError(f"{self.config_path} defines no '{key}': not a translator bundle for this task.")
