@@ -89,3 +89,27 @@ def test_two_process_gloo_run(tmp_path, multicontrast_dir, name):
     assert len(runs) == 1 and runs[0].data.metrics[LOSS[name]] == pytest.approx(losses[0])
     ckpt = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
     assert ckpt["trainer"]["iteration"] == 2 * 3  # 3 steps per epoch on each rank, 2 epochs
+
+
+def test_two_process_gloo_run_mae_pretraining(tmp_path):
+    """The MAE bundle under torchrun: MaskedAutoEncoderViT needs DDP's find_unused_parameters (set by its
+    multi_gpu_train.json); both replicas end identical and rank 0 exports the plain state dict."""
+    root = REPO / "bundles" / "mae_pretraining"
+    data_root = require(DATA / "medmnist" / "breastmnist.npz").parents[1]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
+    cmd += ["-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']"]
+    cmd += ["--bundle_root", ".", "--data_root", str(data_root), "--cache_dir", str(tmp_path / "cache")]
+    cmd += ["--ckpt_dir", str(tmp_path / "models"), "--output_dir", f"$'{tmp_path / 'out'}'"]
+    cmd += ["--batch_size", "8", "--max_epochs", "2", "--epoch_length", "3", "--max_items", "64"]
+    cmd += ["--hidden_size", "48", "--mlp_dim", "96", "--num_layers", "2", "--decoder_hidden_size", "24"]
+    cmd += ["--decoder_mlp_dim", "48", "--decoder_num_layers", "1"]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    report = json.loads((tmp_path / "out" / "replica_report.json").read_text())
+    assert report["world_size"] == 2 and report["max_abs_param_diff"] == 0.0
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert "cls_token" in state and not any(k.startswith("module.") for k in state)
+    ckpt = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    assert ckpt["trainer"]["iteration"] == 2 * 3
