@@ -203,6 +203,23 @@ def test_bad_inputs_fail_early_with_the_culprit_named(tmp_path):
         ExamineAssessment(items, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written before the checks pass
 
+    # an encoder bundle without weights: refused by default, naming the checkpoint; allowed only explicitly, with a
+    # warning and seeded (reproducible) initial weights
+    from monai_synpriv.assessment import EncoderBundle, UntrainedEncoderWarning
+
+    slim = {k.lstrip("-"): int(v) for k, v in zip(SLIM[0::2], SLIM[1::2])}
+    missing = {**slim, "ckpt_path": str(tmp_path / "no_weights.pt")}
+    with pytest.raises(FileNotFoundError, match="no_weights.pt"):
+        EncoderBundle(MAE, overrides=missing)
+    with pytest.warns(UntrainedEncoderWarning):
+        a = EncoderBundle(MAE, overrides=missing, require_weights=False)
+    with pytest.warns(UntrainedEncoderWarning):
+        b = EncoderBundle(MAE, overrides=missing, require_weights=False)
+    assert not a.trained and a.fingerprint() == b.fingerprint()
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(a.network(x), b.network(x))
+
     # the MAE bundle's inference refuses to embed without weights, naming the checkpoint
     proc = bundle(
         "run",

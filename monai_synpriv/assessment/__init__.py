@@ -5,7 +5,6 @@ from .embedding import (
     UntrainedEncoderWarning,
     embed_items,
     find_bundle_config,
-    load_encoder_bundle,
     load_state_dict_file,
     write_embeddings,
 )
@@ -29,7 +28,6 @@ __all__ = [
     "UntrainedEncoderWarning",
     "embed_items",
     "find_bundle_config",
-    "load_encoder_bundle",
     "load_state_dict_file",
     "write_embeddings",
     "EXAMINE_METHODS",

@@ -42,7 +42,6 @@ __all__ = [
     "UntrainedEncoderWarning",
     "embed_items",
     "find_bundle_config",
-    "load_encoder_bundle",
     "load_state_dict_file",
     "write_embeddings",
 ]
@@ -232,7 +231,8 @@ class EncoderBundle:
         device: torch device for the network.
         overrides: config ids to set before parsing (e.g. ``{"image_size": [64, 64]}``); ``bundle_root`` is set to
             ``bundle_dir`` unless overridden here.
-        require_weights: raise when there is no weights file instead of embedding with initial weights.
+        require_weights: raise when there is no weights file (the default) instead of embedding with the
+            seeded initial weights and an ``UntrainedEncoderWarning``.
         seed: seeds the network's initial weights (what an untrained encoder embeds with).
         image_key: the key ``preprocessing`` reads and writes.
 
@@ -251,7 +251,7 @@ class EncoderBundle:
         weights: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         overrides: Mapping[str, Any] | None = None,
-        require_weights: bool = False,
+        require_weights: bool = True,
         seed: int = 0,
         image_key: str = "image",
     ) -> None:
@@ -390,36 +390,6 @@ class EncoderBundle:
         return self.embed_items(items, batch_size=batch_size, progress=progress, dtype=np.float64)
 
     embed_paths = embed
-
-
-def load_encoder_bundle(
-    bundle_dir: str | os.PathLike,
-    config_file: str | os.PathLike | Sequence[str | os.PathLike] | None = "configs/inference.json",
-    overrides: Mapping[str, Any] | None = None,
-    device: str | torch.device = "cpu",
-    require_weights: bool = True,
-    **kwargs: Any,
-) -> EncoderBundle:
-    """An :class:`EncoderBundle` that, by default, refuses to load without trained weights.
-
-    Args:
-        bundle_dir: the bundle's root folder.
-        config_file: config path(s) relative to ``bundle_dir`` (or absolute), merged in order (None: the first of
-            ``configs/inference.{json,yaml,yml}``).
-        overrides: config ids to override (``bundle_root`` is set to ``bundle_dir`` unless given).
-        device: where the network goes.
-        require_weights: raise when the checkpoint is missing; with False, warn and keep the (seeded) initial weights.
-        kwargs: more :class:`EncoderBundle` arguments (``weights``, ``seed``, ``image_key``).
-
-    Returns:
-        The loaded encoder bundle.
-
-    Raises:
-        See :class:`EncoderBundle`.
-    """
-    return EncoderBundle(
-        bundle_dir, config_file, device=device, overrides=overrides, require_weights=require_weights, **kwargs
-    )
 
 
 def write_embeddings(
