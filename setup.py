@@ -38,6 +38,10 @@ setup(
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "pandas>=2",
+        # vision-language pre-training: tokenizers (fitted or pretrained) and BERT weights; never `transformers`
+        # (MONAI imports it eagerly when installed, seconds per process). Pretrained text weights: see setup_env.sh.
+        "tokenizers>=0.15",
+        "safetensors>=0.4",
     ],
     extras_require={
         "test": ["pytest>=8"],

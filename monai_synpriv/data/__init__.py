@@ -14,6 +14,7 @@ from .datalist import (
     write_datalist,
 )
 from .medmnist import prepare_medmnist
+from .medpix import MEDPIX_LABELS, MEDPIX_PLANES, MEDPIX_SOURCE, prepare_medpix_datalist
 from .multicontrast import (
     CONTRASTS,
     authentic_pairs_datalist,
@@ -23,20 +24,26 @@ from .multicontrast import (
     split_subjects,
 )
 from .slices import foreground_fraction, load_normalized_volume, save_slice, select_slices
+from .text import SPECIAL_TOKENS, TRUNCATION_MODES, TextTokenizer, read_iu_xray_reports, text_corpus
 from .unpaired import UnpairedDataset
 
 __all__ = [
-    "datalist_classes",
-    "authentic_pairs_datalist",
     "BRAIN_TUMOR_CLASSES",
-    "prepare_brain_tumor_mri",
     "CONTRASTS",
     "IMAGE_SUFFIXES",
     "InputDataError",
+    "MEDPIX_LABELS",
+    "MEDPIX_PLANES",
+    "MEDPIX_SOURCE",
+    "SPECIAL_TOKENS",
+    "TRUNCATION_MODES",
+    "TextTokenizer",
     "UnpairedDataset",
+    "authentic_pairs_datalist",
     "cached_dataset",
     "check_images",
     "check_translation_inputs",
+    "datalist_classes",
     "folder_to_datalist",
     "foreground_fraction",
     "list_subjects",
@@ -45,11 +52,15 @@ __all__ = [
     "load_normalized_volume",
     "multicontrast_volume_datalist",
     "pair_datalists",
-    "probe_items",
+    "prepare_brain_tumor_mri",
     "prepare_medmnist",
+    "prepare_medpix_datalist",
     "prepare_multicontrast_slices",
+    "probe_items",
+    "read_iu_xray_reports",
     "save_slice",
     "select_slices",
     "split_subjects",
+    "text_corpus",
     "write_datalist",
 ]

@@ -4,6 +4,7 @@ contrastive autoencoder."""
 from .autoencoder_trainer import ContrastiveAutoEncoderTrainer
 from .base import TranslationTrainerBase
 from .cyclegan_trainer import CycleGANTrainer
+from .diffusion import ConditionDropoutPrepareBatch
 from .image_pool import ImagePool
 from .keys import TranslationIterationEvents, TranslationKeys
 from .lr_schedule import ConstantThenLinearDecay
@@ -12,6 +13,7 @@ from .ssl_trainer import MultiBranchSSLTrainer
 from .utils import image_as_target
 
 __all__ = [
+    "ConditionDropoutPrepareBatch",
     "ConstantThenLinearDecay",
     "ContrastiveAutoEncoderTrainer",
     "CycleGANTrainer",

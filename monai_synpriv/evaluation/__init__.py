@@ -10,21 +10,32 @@ from .clustering import (
     hungarian_mapping,
     normalize_features,
 )
+from .generative import density_coverage, frechet_distance, knn_radii, precision_recall
 from .probes import classification_metrics, error_reduction, extract_features, knn_probe, linear_probe, mlp_probe
+from .retrieval import TIE_RULES, image_text_agreement, retrieval_ranks, retrieval_recall, similarity_matrix
 
 __all__ = [
     "CLUSTER_METHODS",
-    "FEATURE_NORMALIZATIONS",
     "ClusterModel",
+    "FEATURE_NORMALIZATIONS",
+    "TIE_RULES",
     "classification_metrics",
     "cluster_accuracy",
     "clustering_metrics",
+    "density_coverage",
     "error_reduction",
     "extract_features",
     "fit_clusters",
+    "frechet_distance",
     "hungarian_mapping",
+    "image_text_agreement",
     "knn_probe",
+    "knn_radii",
     "linear_probe",
     "mlp_probe",
     "normalize_features",
+    "precision_recall",
+    "retrieval_ranks",
+    "retrieval_recall",
+    "similarity_matrix",
 ]

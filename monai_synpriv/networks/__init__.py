@@ -10,20 +10,24 @@ from .multibranch import (
     make_resnet_encoder,
 )
 from .resnet_generator import CycleGANResNetGenerator
+from .text_encoder import TEXT_POOLING, BertTextEncoder, default_pretrained_text_dir
 from .unet_generator import Pix2PixUNetGenerator
 
 __all__ = [
-    "MAE_POOLING",
-    "MAEEmbedder",
-    "RESNET_FEATURES",
+    "BertTextEncoder",
     "ContrastiveAutoEncoder",
     "CycleGANResNetGenerator",
     "LatentClassifier",
     "LatentEncoder",
+    "MAEEmbedder",
+    "MAE_POOLING",
     "MultiBranchSSLNet",
     "Pix2PixUNetGenerator",
     "ProjectionHead",
+    "RESNET_FEATURES",
+    "TEXT_POOLING",
     "build_multibranch_resnet",
+    "default_pretrained_text_dir",
     "make_resnet_encoder",
     "patchify",
     "unpatchify",

@@ -9,11 +9,14 @@ from .intensity import (
     IntensityMatchd,
 )
 from .io import SaveToPathd, write_image
+from .text import TokenizeTextd
+from .text_embedding import EmbedTextd, TextConditioner
 from .views import RandInvertd, SynthesizePrivilegedd, multiview_transforms, view_augmentations
 
 __all__ = [
     "AsGrayscale",
     "AsGrayscaled",
+    "EmbedTextd",
     "ForegroundPercentileNormalize",
     "ForegroundPercentileNormalized",
     "IntensityMatch",
@@ -21,6 +24,8 @@ __all__ = [
     "RandInvertd",
     "SaveToPathd",
     "SynthesizePrivilegedd",
+    "TextConditioner",
+    "TokenizeTextd",
     "multiview_transforms",
     "view_augmentations",
     "write_image",
