@@ -63,7 +63,7 @@ class ConditionDropoutPrepareBatch(DiffusionPrepareBatch):
     ) -> tuple[torch.Tensor, torch.Tensor, tuple, dict]:
         if not isinstance(batchdata, Mapping) or self.condition_name not in batchdata:
             keys = list(batchdata) if isinstance(batchdata, Mapping) else type(batchdata).__name__
-            raise KeyError(f"ConditionDropoutPrepareBatch: the batch has no condition {self.condition_name!r} ({keys}).")
+            raise KeyError(f"ConditionDropoutPrepareBatch: no condition {self.condition_name!r} in the batch ({keys}).")
         images, target, args, infer_kwargs = super().__call__(batchdata, device, non_blocking, **kwargs)
         infer_kwargs["condition"] = self.drop_condition(infer_kwargs["condition"])
         return images, target, args, infer_kwargs
