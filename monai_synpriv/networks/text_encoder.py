@@ -170,7 +170,7 @@ class BertTextEncoder(nn.Module):
         config_path, weights_path = folder / "config.json", folder / "model.safetensors"
         for p in (config_path, weights_path):
             if not p.is_file():
-                raise FileNotFoundError(f"pretrained text encoder: {p} not found (needs config.json, model.safetensors).")
+                raise FileNotFoundError(f"text encoder: {p} not found (needs config.json, model.safetensors).")
         if not _has_safetensors:
             raise ModuleNotFoundError("Loading a pretrained text encoder needs the package safetensors.")
         cfg = json.loads(config_path.read_text())
@@ -226,4 +226,3 @@ def _convert_bert_state_dict(src: dict[str, torch.Tensor], num_layers: int) -> d
             out[d + f"linear2.{part}"] = take(h + f"output.dense.{part}")
             out[d + f"norm2.{part}"] = take(h + f"output.LayerNorm.{part}")
     return out
-

@@ -195,7 +195,15 @@ def generate_synthetic_pairs(
         names = [str(items[i].get(image_key, i)) for i in batch]
         context = conditioner(texts, names=names)
         images = sample_images(
-            network, scheduler, context, batch, image_shape, seed, guidance_scale, num_inference_steps, fill_value,
+            network,
+            scheduler,
+            context,
+            batch,
+            image_shape,
+            seed,
+            guidance_scale,
+            num_inference_steps,
+            fill_value,
             device=device,
         )
         images = ((images + 1.0) / 2.0).clamp(0.0, 1.0)
