@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..utils.io import atomic_path, write_json_atomic
+from ..utils.mlflow_log import log_mlflow_run
 from .embedding import EncoderBundle
 from .examine import ExamineResult, ExamineScorer
 
@@ -230,29 +231,17 @@ class ExamineAssessment:
 
     def log_mlflow(self, summary: dict) -> str | None:
         """Log the settings, summary metrics and output files into a new MLflow run; returns its id."""
-        if not self.tracking_uri:
-            return None
-        import mlflow
-
-        client = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
-        exp = client.get_experiment_by_name(self.experiment_name)
-        if exp is not None:
-            exp_id = exp.experiment_id
-        else:  # artifacts next to the outputs, not in ./mlruns of whatever folder the run started from
-            location = (self.output_dir / "mlartifacts").resolve().as_uri()
-            exp_id = client.create_experiment(self.experiment_name, artifact_location=location)
-        run = client.create_run(exp_id, run_name=self.run_name, tags={"method": "examine"})
-        run_id = run.info.run_id
-        params = {**summary["settings"], **self.params}
-        for key, value in params.items():
-            client.log_param(run_id, key, str(value)[:6000])
-        for key, value in summary["metrics"].items():
-            client.log_metric(run_id, key, float(value))
-        for path in self.files.values():
-            if Path(path).is_file() and Path(path).suffix != ".npy":
-                client.log_artifact(run_id, path, artifact_path="examine")
-        client.set_terminated(run_id)
-        return run_id
+        return log_mlflow_run(
+            self.tracking_uri,
+            self.experiment_name,
+            self.run_name,
+            params={**summary["settings"], **self.params},
+            metrics=summary["metrics"],
+            files=[p for p in self.files.values() if Path(p).suffix != ".npy"],
+            artifact_path="examine",
+            artifact_root=self.output_dir,
+            tags={"method": "examine"},
+        )
 
     def run(self) -> dict:
         """Embed, score, write the ranking and pictures, log to MLflow; returns the summary."""

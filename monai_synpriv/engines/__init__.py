@@ -6,6 +6,7 @@ from .base import TranslationTrainerBase
 from .cyclegan_trainer import CycleGANTrainer
 from .diffusion import ConditionDropoutPrepareBatch
 from .image_pool import ImagePool
+from .image_text_trainer import ImageTextTrainer
 from .keys import TranslationIterationEvents, TranslationKeys
 from .lr_schedule import ConstantThenLinearDecay
 from .pix2pix_trainer import Pix2PixTrainer
@@ -18,6 +19,7 @@ __all__ = [
     "ContrastiveAutoEncoderTrainer",
     "CycleGANTrainer",
     "ImagePool",
+    "ImageTextTrainer",
     "MultiBranchSSLTrainer",
     "Pix2PixTrainer",
     "TranslationIterationEvents",

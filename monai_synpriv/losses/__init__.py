@@ -3,12 +3,14 @@
 from .adversarial import DiscriminatorLoss, last_output, make_adversarial_loss
 from .autoencoder import ContrastiveAutoEncoderLoss, gaussian_kl
 from .contrastive import CrossViewInfoNCELoss, MultiBranchBarlowTwinsLoss
+from .convirt import ConVIRTLoss
 from .cyclegan import CycleGANGeneratorLoss
 from .mae import MaskedPatchLoss
 from .pix2pix import Pix2PixGeneratorLoss
 from .vicreg import MultiBranchVICRegLoss, vicreg_terms
 
 __all__ = [
+    "ConVIRTLoss",
     "ContrastiveAutoEncoderLoss",
     "CrossViewInfoNCELoss",
     "CycleGANGeneratorLoss",
@@ -17,8 +19,8 @@ __all__ = [
     "MultiBranchBarlowTwinsLoss",
     "MultiBranchVICRegLoss",
     "Pix2PixGeneratorLoss",
-    "last_output",
     "gaussian_kl",
+    "last_output",
     "make_adversarial_loss",
     "vicreg_terms",
 ]

@@ -1,6 +1,7 @@
 """Networks (``nn.Module`` s only, no training logic)."""
 
 from .autoencoder import ContrastiveAutoEncoder, LatentClassifier, LatentEncoder
+from .dual_encoder import DualEncoder, MLPProjection
 from .mae import MAE_POOLING, MAEEmbedder, patchify, unpatchify
 from .multibranch import (
     RESNET_FEATURES,
@@ -17,10 +18,12 @@ __all__ = [
     "BertTextEncoder",
     "ContrastiveAutoEncoder",
     "CycleGANResNetGenerator",
+    "DualEncoder",
     "LatentClassifier",
     "LatentEncoder",
     "MAEEmbedder",
     "MAE_POOLING",
+    "MLPProjection",
     "MultiBranchSSLNet",
     "Pix2PixUNetGenerator",
     "ProjectionHead",

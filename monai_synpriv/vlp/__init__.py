@@ -5,7 +5,35 @@ The pieces live where their kind lives (``networks.BertTextEncoder`` / ``network
 what is specific to the method: reading (image, text) pairs, generating synthetic pairs and evaluating a dual encoder.
 """
 
-from .data import load_pairs
+from .data import load_pair_sources, load_pairs
+from .evaluation import (
+    embed_images,
+    embed_pairs,
+    embed_texts,
+    evaluate_and_log,
+    evaluate_dual_encoder,
+    evaluate_generator,
+    probe_scores,
+    save_caption_grid,
+)
 from .generation import GENERATION_SETTINGS, generate_synthetic_pairs, sample_images
+from .text import TEXT_ENCODER_KINDS, build_text_encoder, build_tokenizer
 
-__all__ = ["GENERATION_SETTINGS", "generate_synthetic_pairs", "load_pairs", "sample_images"]
+__all__ = [
+    "embed_images",
+    "embed_pairs",
+    "embed_texts",
+    "evaluate_and_log",
+    "evaluate_dual_encoder",
+    "evaluate_generator",
+    "probe_scores",
+    "GENERATION_SETTINGS",
+    "TEXT_ENCODER_KINDS",
+    "build_text_encoder",
+    "build_tokenizer",
+    "generate_synthetic_pairs",
+    "load_pair_sources",
+    "load_pairs",
+    "sample_images",
+    "save_caption_grid",
+]

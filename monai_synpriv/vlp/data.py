@@ -10,7 +10,7 @@ from typing import Any
 
 from ..data.datalist import load_datalist_section
 
-__all__ = ["load_pairs"]
+__all__ = ["load_pairs", "load_pair_sources"]
 
 
 def load_pairs(
@@ -60,3 +60,21 @@ def load_pairs(
         step = len(items) / max_items
         items = [items[int(i * step)] for i in range(max_items)]
     return items
+
+
+def load_pair_sources(
+    sources: Sequence[tuple[str | os.PathLike | Mapping[str, Any], str | Sequence[str]]],
+    max_items: int | None = None,
+    image_key: str = "image",
+    text_key: str = "text",
+) -> list[dict]:
+    """Pairs from several datalists, concatenated: ``sources`` is a list of ``(datalist, sections)`` (e.g. the real
+    MedPix pairs and a synthetic datalist); ``max_items`` applies to each source."""
+    if not sources:
+        raise ValueError("no (datalist, sections) sources given.")
+    out: list[dict] = []
+    for src in sources:
+        if not isinstance(src, (list, tuple)) or len(src) != 2:
+            raise ValueError(f"each source must be (datalist, sections), got {src!r}.")
+        out += load_pairs(src[0], src[1], image_key=image_key, text_key=text_key, max_items=max_items)
+    return out
