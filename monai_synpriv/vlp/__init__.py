@@ -5,7 +5,7 @@ The pieces live where their kind lives (``networks.BertTextEncoder`` / ``network
 what is specific to the method: reading (image, text) pairs, generating synthetic pairs and evaluating a dual encoder.
 """
 
-from .data import load_pair_sources, load_pairs
+from .data import load_pair_sources, load_pairs, pair_synthetic_with_real
 from .evaluation import (
     embed_images,
     embed_pairs,
@@ -34,6 +34,7 @@ __all__ = [
     "generate_synthetic_pairs",
     "load_pair_sources",
     "load_pairs",
+    "pair_synthetic_with_real",
     "sample_images",
     "save_caption_grid",
 ]

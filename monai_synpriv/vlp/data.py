@@ -10,7 +10,7 @@ from typing import Any
 
 from ..data.datalist import load_datalist_section
 
-__all__ = ["load_pairs", "load_pair_sources"]
+__all__ = ["load_pairs", "load_pair_sources", "pair_synthetic_with_real"]
 
 
 def load_pairs(
@@ -20,7 +20,8 @@ def load_pairs(
     text_key: str = "text",
     max_items: int | None = None,
 ) -> list[dict]:
-    """The items of ``sections`` of a datalist (path, loaded dict or a list of items), each checked.
+    """The items of ``sections`` of a datalist (path, loaded dict or a list of items), each checked and tagged with
+    its ``section`` (kept when already there: synthetic pairs remember the section of their caption).
 
     ``max_items`` keeps that many, evenly spaced (deterministic; for quick runs and tests).
 
@@ -34,13 +35,13 @@ def load_pairs(
         path = Path(datalist)
         if not path.is_file():
             raise FileNotFoundError(f"datalist {path} not found.")
-        items = [it for s in sections for it in load_datalist_section(path, s)]
+        items = [{**it, "section": it.get("section", s)} for s in sections for it in load_datalist_section(path, s)]
         origin = f"datalist {path}"
     elif isinstance(datalist, Mapping):
         missing = [s for s in sections if s not in datalist]
         if missing:
             raise KeyError(f"datalist has no section(s) {missing}; sections: {sorted(datalist)}.")
-        items = [dict(it) for s in sections for it in datalist[s]]
+        items = [{**it, "section": it.get("section", s)} for s in sections for it in datalist[s]]
         origin = "the datalist"
     else:
         items = [dict(it) for it in datalist]
@@ -78,3 +79,22 @@ def load_pair_sources(
             raise ValueError(f"each source must be (datalist, sections), got {src!r}.")
         out += load_pairs(src[0], src[1], image_key=image_key, text_key=text_key, max_items=max_items)
     return out
+
+
+def pair_synthetic_with_real(
+    synthetic_items: Sequence[Mapping[str, Any]], real_items: Sequence[Mapping[str, Any]], image_key: str = "image"
+) -> tuple[list[dict], list[dict]]:
+    """The synthetic items generated from ``real_items`` (matched by ``source_image``), aligned 1:1 with them.
+
+    Raises:
+        ValueError: a real item has no synthetic counterpart (names it) — generate for its section first.
+    """
+    by_source = {str(it.get("source_image")): dict(it) for it in synthetic_items}
+    syn, real = [], []
+    for it in real_items:
+        match = by_source.get(str(it[image_key]))
+        if match is None:
+            raise ValueError(f"no synthetic image was generated from {it[image_key]}; generate for its section.")
+        syn.append(match)
+        real.append(dict(it))
+    return syn, real

@@ -96,7 +96,8 @@ def _load_previous(datalist_path: Path, settings: Mapping[str, Any]) -> dict[int
             f"{datalist_path} was generated with other settings {clash} (old, new); "
             "write to a new output folder or delete it to start again."
         )
-    return {int(it["index"]): it for it in previous.get("training", []) if Path(it["image"]).is_file()}
+    items = [it for v in previous.values() if isinstance(v, list) for it in v if isinstance(it, dict)]
+    return {int(it["index"]): it for it in items if "index" in it and Path(it["image"]).is_file()}
 
 
 def generate_synthetic_pairs(
@@ -118,13 +119,16 @@ def generate_synthetic_pairs(
     datalist_name: str = "synthetic_datalist.json",
     max_items: int | None = None,
     progress: bool = True,
+    grid_transform: Callable | None = None,
+    grid_rows: int = 8,
 ) -> dict:
     """Generate one synthetic image per item's caption and write ``output_dir/images/*.png`` plus a datalist.
 
-    The datalist (``output_dir/<datalist_name>``) holds ``{"generation": settings, "training": [...]}``; each item is
+    The datalist (``output_dir/<datalist_name>``) holds ``{"generation": settings, <section>: [...]}``: each item is
     the source item with ``image`` replaced by the synthetic file and ``source_image``, ``index``, ``synthetic`` added
-    (labels and the case id travel along, so subject-level splits still hold). Its ``training`` list keeps the
-    order of ``items``.
+    (labels and the case id travel along), filed under the section of its caption (the item's ``section``, as
+    :func:`~monai_synpriv.vlp.load_pairs` tags it; ``training`` if absent), so that the case-level split of the real
+    data holds for the synthetic pairs too. Sections keep the order of ``items``.
 
     Args:
         network: the trained ``DiffusionModelUNet``.
@@ -145,6 +149,9 @@ def generate_synthetic_pairs(
         datalist_name: file name of the datalist.
         max_items: generate for the first ``max_items`` only.
         progress: show a progress bar.
+        grid_transform: when given (a dict transform loading ``image`` in [0, 1]), also write
+            ``output_dir/caption_grid.png``: caption, synthetic image, real image, for ``grid_rows`` items.
+        grid_rows: rows of that grid.
 
     Returns:
         The datalist dict.
@@ -179,7 +186,9 @@ def generate_synthetic_pairs(
         return src
 
     def write_datalist() -> dict:
-        data = {"generation": settings, "training": [done[i] for i in sorted(done)]}
+        data: dict[str, Any] = {"generation": settings}
+        for i in sorted(done):
+            data.setdefault(str(done[i].get("section", "training")), []).append(done[i])
         write_json_atomic(datalist_path, data)
         return data
 
@@ -217,4 +226,11 @@ def generate_synthetic_pairs(
             bar.update(len(batch))
     if bar is not None:
         bar.close()
+    if grid_transform is not None and done:
+        from .evaluation import save_caption_grid
+
+        keys = sorted(done)
+        save_caption_grid(
+            [done[i] for i in keys], [items[i] for i in keys], grid_transform, out / "caption_grid.png", grid_rows
+        )
     return data

@@ -1,0 +1,237 @@
+"""Synthetic images for vision-language pre-training (Liu et al. 2023), on MedPix 2.0 CT/MR image-caption pairs.
+
+1. train the caption-conditioned diffusion bundle (``bundles/text_to_image_diffusion``) on the real training pairs
+   (MedPix train + dev, split by case), unless ``--diffusion_ckpt`` names a trained one;
+2. generate one synthetic image per caption of every split (the test captions only serve the generator's evaluation);
+3. pre-train the ConVIRT dual encoder (``bundles/vision_language_pretraining``) under one budget (same iterations,
+   batch size and settings) on three arms: real pairs, synthetic pairs (synthetic image, real caption), real +
+   synthetic; with the pretrained all-MiniLM-L6-v2 text encoder and with a small one trained from scratch;
+4. evaluate each: retrieval on the real test split, linear probes (CT/MR, region, plane; 10 % and 100 % labels) and
+   transfer to the brain-tumour MRI set; the same probes on a randomly initialised image encoder (floor);
+5. judge the generator with the real arm's model: Frechet distance, precision/recall, image-text agreement.
+
+Writes ``<out>/results.json`` and ``<out>/results.md``; every stage is an MLflow run in ``<out>/mlruns.db``. Finished
+stages are kept (a re-run skips checkpoints and metrics that exist).
+
+Usage::
+
+    python scripts/vlp_experiment.py --out runs/vlp_quick              # CPU quick profile (32 px)
+    python scripts/vlp_experiment.py --out runs/vlp_full --profile full  # GPU profile (64 px, longer)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DIFF = REPO / "bundles" / "text_to_image_diffusion"
+VLP = REPO / "bundles" / "vision_language_pretraining"
+
+PROFILES = {
+    "quick": {
+        "diffusion": {
+            "image_size": 32,
+            "channels": "[32,64,128]",
+            "attention_levels": "[False,True,True]",
+            "num_res_blocks": 1,
+            "norm_num_groups": 16,
+            "num_head_channels": 32,
+            "batch_size": 32,
+            "max_epochs": 150,
+            "lr": 0.0005,
+        },
+        "generate": {"num_inference_steps": 25, "guidance_scale": 3.0, "generate_batch_size": 128},
+        "vlp": {"image_size": 32, "embed_dim": 128, "batch_size": 32, "max_epochs": 10, "epoch_length": 20},
+        "eval": {"transfer_max_train": 1000, "transfer_max_test": 400},
+    },
+    "full": {
+        "diffusion": {"image_size": 64, "batch_size": 64, "max_epochs": 400, "lr": 0.0002},
+        "generate": {"num_inference_steps": 50, "guidance_scale": 3.0, "generate_batch_size": 128},
+        "vlp": {"image_size": 64, "embed_dim": 512, "batch_size": 64, "max_epochs": 60, "epoch_length": 40},
+        "eval": {"transfer_max_train": 5000, "transfer_max_test": 1300},
+    },
+}
+ARMS = ("real", "synthetic", "real+synthetic")
+TEXT_ENCODERS = ("pretrained", "scratch")
+
+
+def _run(bundle: Path, configs: list[str], overrides: dict, out: Path, run_name: str | None, track: bool) -> None:
+    from monai.bundle import run as bundle_run
+
+    kwargs = {}
+    if track:
+        kwargs = dict(
+            tracking=str(bundle / "configs" / "mlflow_tracking.json"),
+            tracking_uri=f"sqlite:///{out / 'mlruns.db'}",
+            experiment_name="vlp",
+            run_name=run_name,
+        )
+    bundle_run(
+        config_file=[str(bundle / "configs" / c) for c in configs],
+        logging_file=str(bundle / "configs" / "logging.conf"),
+        bundle_root=str(bundle),
+        **kwargs,
+        **{k: ("$None" if v is None else v) for k, v in overrides.items()},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="runs/vlp_quick")
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    ap.add_argument("--data_root", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--diffusion_ckpt", default=None, help="a trained generator (skips step 1)")
+    ap.add_argument("--text_encoders", nargs="+", default=list(TEXT_ENCODERS), choices=TEXT_ENCODERS)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    ap.add_argument("--device", default=None, help="e.g. cuda:0 (default: the bundles' choice)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    prof = PROFILES[args.profile]
+    common = {"data_root": args.data_root, "cache_dir": str(out / "cache"), "seed": args.seed}
+    if args.device:
+        common["device"] = f"$torch.device({args.device!r})"
+    timings: dict[str, float] = {}
+
+    # 1. the generator
+    diff_dir = out / "diffusion"
+    diff_over = {**common, **prof["diffusion"], "ckpt_dir": str(diff_dir / "models"), "output_dir": str(diff_dir)}
+    ckpt = Path(args.diffusion_ckpt) if args.diffusion_ckpt else diff_dir / "models" / "model.pt"
+    if not ckpt.is_file():
+        t0 = time.time()
+        _run(DIFF, ["train.json"], {**diff_over, "output_dir": f"$'{diff_dir}'"}, out, "diffusion_train", True)
+        timings["diffusion_train_s"] = time.time() - t0
+    # 2. synthetic pairs (resumable)
+    syn_list = diff_dir / "synthetic" / "synthetic_datalist.json"
+    t0 = time.time()
+    _run(
+        DIFF,
+        ["train.json", "generate.json"],
+        {**diff_over, **prof["generate"], "ckpt_path": str(ckpt)},
+        out,
+        None,
+        False,
+    )
+    timings["generate_s"] = time.time() - t0
+
+    # 3-4. dual encoders under one budget
+    medpix = str(out / "cache" / "medpix_datalist.json")
+    real_src = f"[{medpix!r}, ['training', 'validation']]"
+    syn_src = f"[{str(syn_list)!r}, ['training', 'validation']]"  # the test captions' images stay out of training
+    sources = {"real": f"$[{real_src}]", "synthetic": f"$[{syn_src}]", "real+synthetic": f"$[{real_src}, {syn_src}]"}
+    tracking_uri = f"sqlite:///{out / 'mlruns.db'}"
+    results: dict = {"profile": args.profile, "settings": prof, "arms": {}, "timings": timings}
+
+    def evaluate(tag: str, configs: list[str], over: dict, run_dir: Path, metrics_name: str) -> dict:
+        metrics_path = run_dir / metrics_name
+        if not metrics_path.is_file():
+            t0 = time.time()
+            _run(
+                VLP,
+                configs,
+                {**over, **prof["eval"], "output_dir": str(run_dir), "tracking_uri": tracking_uri},
+                out,
+                None,
+                False,
+            )
+            timings[f"evaluate_{tag}_s"] = time.time() - t0
+        return json.loads(metrics_path.read_text())
+
+    # the floor: a randomly initialised image encoder under the same probes (retrieval at chance)
+    base_dir = out / "vlp" / "random_init"
+    base_over = {
+        **common,
+        **prof["vlp"],
+        "arm": "random_init",
+        "text_encoder_kind": "pretrained",
+        "ckpt_dir": str(base_dir / "models"),
+        "tokenizer_path": "$str(monai_synpriv.networks.default_pretrained_text_dir() / 'tokenizer.json')",
+        "initialize": "$[monai.utils.set_determinism(seed=@seed)]",
+    }
+    results["arms"]["random_init"] = evaluate(
+        "random_init", ["train.json", "evaluate.json"], base_over, base_dir, "metrics.json"
+    )
+    for text in args.text_encoders:
+        for arm in args.arms:
+            tag = f"{arm}__{text}"
+            run_dir = out / "vlp" / tag
+            over = {
+                **common,
+                **prof["vlp"],
+                "arm": arm,
+                "text_encoder_kind": text,
+                "train_sources": sources[arm],
+                "ckpt_dir": str(run_dir / "models"),
+            }
+            if not (run_dir / "models" / "model.pt").is_file():
+                t0 = time.time()
+                _run(VLP, ["train.json"], {**over, "output_dir": f"$'{run_dir}'"}, out, f"vlp_train_{tag}", True)
+                timings[f"train_{tag}_s"] = time.time() - t0
+            results["arms"][tag] = evaluate(tag, ["train.json", "evaluate.json"], over, run_dir, "metrics.json")
+            print(f"[vlp] {tag}: {json.dumps(results['arms'][tag])}", flush=True)
+            if arm == "real":  # 5. the real-data model judges the generator on the test captions
+                results.setdefault("generator", {})[text] = evaluate(
+                    f"generator_{text}",
+                    ["train.json", "evaluate.json", "evaluate_generator.json"],
+                    {**over, "synthetic_datalist": str(syn_list), "generator_output_dir": str(run_dir / "generator")},
+                    run_dir / "generator",
+                    "generator_metrics.json",
+                )
+    from monai_synpriv.utils.io import write_json_atomic
+
+    write_json_atomic(out / "results.json", results)
+    (out / "results.md").write_text(results_table(results))
+    print(results_table(results))
+    return 0
+
+
+def results_table(results: dict) -> str:
+    """Markdown tables: retrieval and probes per arm, and the generator's quality."""
+    cols = [
+        ("i2t R@1", "i2t_R@1"),
+        ("i2t R@5", "i2t_R@5"),
+        ("i2t R@10", "i2t_R@10"),
+        ("t2i R@1", "t2i_R@1"),
+        ("t2i R@5", "t2i_R@5"),
+        ("t2i R@10", "t2i_R@10"),
+        ("CT/MR 10%", "probe_modality_acc_10pct"),
+        ("CT/MR 100%", "probe_modality_acc_100pct"),
+        ("region 10%", "probe_region_bacc_10pct"),
+        ("region 100%", "probe_region_bacc_100pct"),
+        ("plane 100%", "probe_plane_bacc_100pct"),
+        ("brain tumour 10%", "transfer_brain_tumor_acc_10pct"),
+        ("brain tumour 100%", "transfer_brain_tumor_acc_100pct"),
+    ]
+    lines = ["| arm | " + " | ".join(c for c, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for tag, m in results["arms"].items():
+        lines.append(f"| {tag} | " + " | ".join(f"{m.get(k, float('nan')):.3f}" for _, k in cols) + " |")
+    gen = results.get("generator", {})
+    if gen:
+        gcols = [
+            "frechet_distance",
+            "precision",
+            "recall",
+            "density",
+            "coverage",
+            "synthetic_pair_cosine",
+            "real_pair_cosine",
+            "synthetic_i2t_auc",
+            "real_i2t_auc",
+            "synthetic_i2t_R@10",
+            "real_i2t_R@10",
+        ]
+        lines += ["", "| judge (real-arm model) | " + " | ".join(gcols) + " |", "|---" * (len(gcols) + 1) + "|"]
+        for text, m in gen.items():
+            lines.append(f"| {text} | " + " | ".join(f"{m.get(k, float('nan')):.3f}" for k in gcols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
