@@ -36,8 +36,8 @@ PROFILES = {
     "quick": {
         "diffusion": {
             "image_size": 32,
-            "channels": "[32,64,128]",
-            "attention_levels": "[False,True,True]",
+            "channels": [32, 64, 128],
+            "attention_levels": [False, True, True],
             "num_res_blocks": 1,
             "norm_num_groups": 16,
             "num_head_channels": 32,
@@ -48,6 +48,29 @@ PROFILES = {
         "generate": {"num_inference_steps": 25, "guidance_scale": 3.0, "generate_batch_size": 128},
         "vlp": {"image_size": 32, "embed_dim": 128, "batch_size": 32, "max_epochs": 10, "epoch_length": 20},
         "eval": {"transfer_max_train": 1000, "transfer_max_test": 400},
+    },
+    "smoke": {  # the script's own check: every stage, tiny (minutes on CPU); numbers meaningless
+        "diffusion": {
+            "image_size": 32,
+            "channels": [16, 32],
+            "attention_levels": [False, True],
+            "num_res_blocks": 1,
+            "norm_num_groups": 8,
+            "num_head_channels": 16,
+            "batch_size": 8,
+            "max_epochs": 1,
+            "max_items": 16,
+        },
+        "generate": {"num_inference_steps": 2, "guidance_scale": 3.0, "generate_batch_size": 256, "max_items": None},
+        "vlp": {
+            "image_size": 32,
+            "embed_dim": 32,
+            "batch_size": 8,
+            "max_epochs": 1,
+            "epoch_length": 2,
+            "max_items": 32,
+        },
+        "eval": {"transfer_max_train": 40, "transfer_max_test": 20},
     },
     "full": {
         "diffusion": {"image_size": 64, "batch_size": 64, "max_epochs": 400, "lr": 0.0002},
