@@ -70,7 +70,8 @@ def load_pair_sources(
     text_key: str = "text",
 ) -> list[dict]:
     """Pairs from several datalists, concatenated: ``sources`` is a list of ``(datalist, sections)`` (e.g. the real
-    MedPix pairs and a synthetic datalist); ``max_items`` applies to each source."""
+    MedPix pairs and a synthetic datalist); ``max_items`` applies to each source. Items keep only the keys that every
+    item has (synthetic items carry ``source_image``/``index``, real ones do not), so that batches collate."""
     if not sources:
         raise ValueError("no (datalist, sections) sources given.")
     out: list[dict] = []
@@ -78,7 +79,8 @@ def load_pair_sources(
         if not isinstance(src, (list, tuple)) or len(src) != 2:
             raise ValueError(f"each source must be (datalist, sections), got {src!r}.")
         out += load_pairs(src[0], src[1], image_key=image_key, text_key=text_key, max_items=max_items)
-    return out
+    common = set.intersection(*(set(it) for it in out))
+    return [{k: v for k, v in it.items() if k in common} for it in out]
 
 
 def pair_synthetic_with_real(
