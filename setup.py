@@ -13,7 +13,8 @@ setup(
     version=version["__version__"],
     description=(
         "MONAI components and bundles for synthetic privileged information: unpaired translation, "
-        "multimodal self-supervised learning, EXAMINE and contrastive autoencoder clustering."
+        "multimodal self-supervised learning, synthetic vision-language pre-training, EXAMINE and contrastive "
+        "autoencoder clustering."
     ),
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
