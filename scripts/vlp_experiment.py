@@ -103,6 +103,16 @@ def _run(bundle: Path, configs: list[str], overrides: dict, out: Path, run_name:
     )
 
 
+def _finished(ckpt_dir: Path) -> bool:
+    return (ckpt_dir / "FINISHED.json").is_file() and (ckpt_dir / "model.pt").is_file()
+
+
+def _mark_finished(ckpt_dir: Path, settings: dict) -> None:
+    from monai_synpriv.utils.io import write_json_atomic
+
+    write_json_atomic(ckpt_dir / "FINISHED.json", {"settings": settings, "time": time.time()})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="runs/vlp_quick")
@@ -127,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     diff_dir = out / "diffusion"
     diff_over = {**common, **prof["diffusion"], "ckpt_dir": str(diff_dir / "models"), "output_dir": str(diff_dir)}
     ckpt = Path(args.diffusion_ckpt) if args.diffusion_ckpt else diff_dir / "models" / "model.pt"
-    if not ckpt.is_file():
+    # MONAI's CheckpointSaver also writes model.pt when training fails: only a marker says a stage finished
+    if not args.diffusion_ckpt and not _finished(diff_dir / "models"):
         t0 = time.time()
-        _run(DIFF, ["train.json"], {**diff_over, "output_dir": f"$'{diff_dir}'"}, out, "diffusion_train", True)
+        _run(DIFF, ["train.json"], {**diff_over, "output_dir": f"${str(diff_dir)!r}"}, out, "diffusion_train", True)
+        _mark_finished(diff_dir / "models", prof["diffusion"])
         timings["diffusion_train_s"] = time.time() - t0
     # 2. synthetic pairs (resumable)
     syn_list = diff_dir / "synthetic" / "synthetic_datalist.json"
@@ -193,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
                 "train_sources": sources[arm],
                 "ckpt_dir": str(run_dir / "models"),
             }
-            if not (run_dir / "models" / "model.pt").is_file():
+            if not _finished(run_dir / "models"):
                 t0 = time.time()
-                _run(VLP, ["train.json"], {**over, "output_dir": f"$'{run_dir}'"}, out, f"vlp_train_{tag}", True)
+                _run(VLP, ["train.json"], {**over, "output_dir": f"${str(run_dir)!r}"}, out, f"vlp_train_{tag}", True)
+                _mark_finished(run_dir / "models", prof["vlp"])
                 timings[f"train_{tag}_s"] = time.time() - t0
             results["arms"][tag] = evaluate(tag, ["train.json", "evaluate.json"], over, run_dir, "metrics.json")
             print(f"[vlp] {tag}: {json.dumps(results['arms'][tag])}", flush=True)

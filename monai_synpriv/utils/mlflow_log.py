@@ -38,13 +38,17 @@ def log_mlflow_run(
         location = (Path(artifact_root or ".") / "mlartifacts").resolve().as_uri()
         exp_id = client.create_experiment(experiment_name, artifact_location=location)
     run_id = client.create_run(exp_id, run_name=run_name, tags=dict(tags or {})).info.run_id
-    for key, value in (params or {}).items():
-        client.log_param(run_id, key, str(value)[:6000])
-    for key, value in (metrics or {}).items():
-        if isinstance(value, (int, float)) and math.isfinite(float(value)):
-            client.log_metric(run_id, key.replace("@", "_at_"), float(value))
-    for path in files:
-        if Path(path).is_file():
-            client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    try:
+        for key, value in (params or {}).items():
+            client.log_param(run_id, key, str(value)[:6000])
+        for key, value in (metrics or {}).items():
+            if isinstance(value, (int, float)) and math.isfinite(float(value)):
+                client.log_metric(run_id, key.replace("@", "_at_"), float(value))
+        for path in files:
+            if Path(path).is_file():
+                client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
     client.set_terminated(run_id)
     return run_id

@@ -1,13 +1,15 @@
 """Captions -> synthetic images: DDIM sampling with classifier-free guidance, written as (synthetic image, text) pairs.
 
 Every image is drawn from its own noise, seeded by ``seed + index``, and DDIM with ``eta = 0`` is deterministic, so an
-image does not depend on the batch it was drawn in: an interrupted run resumes where it stopped and gives the same
-files as an uninterrupted one. Images are written atomically and the datalist is rewritten (atomically) after every
+image does not depend on the batch it was drawn in (bit-exact on CPU here; on a GPU up to floating-point
+nondeterminism of batched kernels): an interrupted run resumes where it stopped and gives the same files as an
+uninterrupted one. Images are written atomically and the datalist is rewritten (atomically) after every
 batch; a rerun with different generation settings on the same output refuses to mix them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -18,12 +20,20 @@ from monai.inferers import DiffusionInferer
 from torch import nn
 
 from ..transforms.io import write_image
-from ..utils.io import write_json_atomic
+from ..utils.io import sha256_file, write_json_atomic
 
 __all__ = ["sample_images", "generate_synthetic_pairs", "GENERATION_SETTINGS"]
 
 #: settings stored in the datalist; a resume must use the same ones
-GENERATION_SETTINGS = ("seed", "guidance_scale", "num_inference_steps", "image_size", "fill_value", "checkpoint")
+GENERATION_SETTINGS = (
+    "seed",
+    "guidance_scale",
+    "num_inference_steps",
+    "image_size",
+    "fill_value",
+    "checkpoint",
+    "checkpoint_sha256",
+)
 
 
 def item_noise(index: int, seed: int, shape: Sequence[int]) -> torch.Tensor:
@@ -67,7 +77,8 @@ def sample_images(
         raise ValueError(f"sample_images: {len(indices)} indices for {context.shape[0]} contexts.")
     device = torch.device(device)
     network = network.to(device).eval()
-    scheduler.set_timesteps(num_inference_steps=num_inference_steps, device=device)
+    # timesteps stay on the CPU: MONAI's sampler concatenates them with a CPU tensor and moves each one itself
+    scheduler.set_timesteps(num_inference_steps=num_inference_steps)
     noise = torch.cat([item_noise(i, seed, image_shape) for i in indices]).to(device)
     cfg = None if guidance_scale is None or float(guidance_scale) == 1.0 else float(guidance_scale)
     out = DiffusionInferer(scheduler).sample(
@@ -82,12 +93,12 @@ def sample_images(
     return out.float().cpu()
 
 
-def _load_previous(datalist_path: Path, settings: Mapping[str, Any]) -> dict[int, dict]:
-    """Items already generated with the same settings (by index), whose image files exist."""
+def _load_previous(
+    datalist_path: Path, settings: Mapping[str, Any], items: Sequence[Mapping[str, Any]], text_key: str, image_key: str
+) -> dict[int, dict]:
+    """Items already generated with the same settings (by index) for the same captions, whose image files exist."""
     if not datalist_path.is_file():
         return {}
-    import json
-
     previous = json.loads(datalist_path.read_text())
     old = previous.get("generation", {})
     clash = {k: (old.get(k), settings[k]) for k in GENERATION_SETTINGS if str(old.get(k)) != str(settings[k])}
@@ -96,8 +107,20 @@ def _load_previous(datalist_path: Path, settings: Mapping[str, Any]) -> dict[int
             f"{datalist_path} was generated with other settings {clash} (old, new); "
             "write to a new output folder or delete it to start again."
         )
-    items = [it for v in previous.values() if isinstance(v, list) for it in v if isinstance(it, dict)]
-    return {int(it["index"]): it for it in items if "index" in it and Path(it["image"]).is_file()}
+    done = [it for v in previous.values() if isinstance(v, list) for it in v if isinstance(it, dict) and "index" in it]
+    stale = [
+        it["image"]
+        for it in done
+        if int(it["index"]) >= len(items)
+        or it.get(text_key) != items[int(it["index"])].get(text_key)
+        or it.get("source_image") != items[int(it["index"])].get(image_key)
+    ]
+    if stale:
+        raise ValueError(
+            f"{datalist_path}: {len(stale)} generated items no longer match the captions at their index (e.g. "
+            f"{stale[0]}): the caption list changed (sections, max_items, datalist); write to a new output folder."
+        )
+    return {int(it["index"]): it for it in done if Path(it["image"]).is_file()}
 
 
 def generate_synthetic_pairs(
@@ -164,7 +187,7 @@ def generate_synthetic_pairs(
         text = it.get(text_key)
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"item {i} ({it.get(image_key)}): empty or missing caption {text_key!r}.")
-    out = Path(output_dir)
+    out = Path(output_dir).resolve()  # absolute paths in the datalist: it is read from other folders
     img_dir = out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     datalist_path = out / datalist_name
@@ -175,8 +198,9 @@ def generate_synthetic_pairs(
         "image_size": list(image_shape[1:]),
         "fill_value": float(fill_value),
         "checkpoint": str(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": sha256_file(checkpoint) if checkpoint and Path(checkpoint).is_file() else None,
     }
-    done = _load_previous(datalist_path, settings)
+    done = _load_previous(datalist_path, settings, items, text_key, image_key)
     pending = [i for i in range(len(items)) if i not in done]
 
     def record(i: int, path: str) -> dict:
