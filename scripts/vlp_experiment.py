@@ -42,7 +42,7 @@ PROFILES = {
             "norm_num_groups": 16,
             "num_head_channels": 32,
             "batch_size": 32,
-            "max_epochs": 150,
+            "max_epochs": 100,
             "lr": 0.0005,
         },
         "generate": {"num_inference_steps": 25, "guidance_scale": 3.0, "generate_batch_size": 128},
