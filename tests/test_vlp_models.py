@@ -243,7 +243,9 @@ def test_dual_encoder_last_layer_trainable():
     last = {n for n, _ in net.text_encoder.named_parameters() if n.startswith("layers.layers.1.")}
     assert trainable == last and trainable
     net.train()
-    assert net.text_encoder.training  # only a fully frozen encoder is kept in eval mode
+    # only the fine-tuned layer trains (dropout on); the frozen embeddings and lower layer stay in eval mode
+    assert net.text_encoder.layers.layers[1].training
+    assert not net.text_encoder.layers.layers[0].training and not net.text_encoder.embedding_dropout.training
     everything = _dual()
     assert all(p.requires_grad for p in everything.text_encoder.parameters())
     with pytest.raises(ValueError, match=r"\[0, 2\]"):

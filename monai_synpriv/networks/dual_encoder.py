@@ -83,8 +83,11 @@ class DualEncoder(nn.Module):
 
     def train(self, mode: bool = True) -> DualEncoder:
         super().train(mode)
-        if self.trainable_text_layers == 0:  # a frozen encoder also keeps its dropout off
+        if self.trainable_text_layers is not None:  # frozen parts keep their dropout off: fixed features
             self.text_encoder.eval()
+            layers = list(self.text_encoder.layers.layers)
+            for layer in layers[len(layers) - self.trainable_text_layers :]:
+                layer.train(mode)
         return self
 
     @property
