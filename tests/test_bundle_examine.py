@@ -242,16 +242,3 @@ def test_bad_inputs_fail_early_with_the_culprit_named(tmp_path):
     )
     assert proc.returncode != 0 and "missing.pt" in proc.stderr + proc.stdout
     assert not (tmp_path / "emb" / "embeddings.npy").exists()
-
-
-@pytest.mark.parametrize("root", [MAE, ASSESS], ids=["mae_pretraining", "examine_assessment"])
-def test_bundle_metadata_verifies(root, tmp_path):
-    import shutil
-
-    schema = tmp_path / "schema.json"
-    shutil.copy(REPO / "monai_synpriv" / "resources" / "meta_schema.json", schema)
-    from monai.bundle import verify_metadata
-
-    verify_metadata(meta_file=str(root / "configs" / "metadata.json"), filepath=str(schema))  # raises on error
-    for name in ("LICENSE", "docs/README.md", "configs/logging.conf"):
-        assert (root / name).is_file(), name

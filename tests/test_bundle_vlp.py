@@ -283,16 +283,3 @@ def test_vlp_training_refuses_an_empty_caption_before_work(tmp_path):
     assert "ValueError" in log and f"({items[1]['image']}): empty caption" in log
     assert not (tmp_path / "models" / "tokenizer.json").exists()  # nothing fitted, nothing trained
     assert not (tmp_path / "models" / "model.pt").exists()
-
-
-@pytest.mark.parametrize("root", [VLP, T2I], ids=["vision_language_pretraining", "text_to_image_diffusion"])
-def test_bundle_metadata_verifies(root, tmp_path):
-    import shutil
-
-    from monai.bundle import verify_metadata
-
-    schema = tmp_path / "schema.json"
-    shutil.copy(REPO / "monai_synpriv" / "resources" / "meta_schema.json", schema)
-    verify_metadata(meta_file=str(root / "configs" / "metadata.json"), filepath=str(schema))  # raises on error
-    for name in ("LICENSE", "docs/README.md", "configs/logging.conf", "configs/mlflow_tracking.json"):
-        assert (root / name).is_file(), name
