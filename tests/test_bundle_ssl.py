@@ -12,6 +12,13 @@ SSL = REPO / "bundles" / "multimodal_ssl"
 TINY = ["--depth", "10", "--projector_dims", "[32,32]", "--image_size", "[32,32]"]
 
 
+#: the pre-training of the probe comparison: TriDeNT on the 291 authentic T1c/T2w training slices at 64 px, 7 epochs
+#: of batch 32 (63 Adam steps): the shortest run measured to beat the random encoder on all three probes
+#: (docs/results.md's dev run, 60 steps, reaches the same gap); at 32 px or 3 epochs the gain is within noise
+SSL_EPOCHS = 7
+PROBE = ["--depth", "10", "--image_size", "[64,64]", "--max_train", "1000", "--max_test", "600", "--mlp_epochs", "30"]
+
+
 @pytest.fixture(scope="module")
 def ssl_run(tmp_path_factory, slice_datalist):
     require(DATA / "brain_tumor_mri_4class" / "brain_tumor_mri_224.tar")
@@ -22,17 +29,12 @@ def ssl_run(tmp_path_factory, slice_datalist):
         "configs/train.json",
         "--bundle_root",
         str(SSL),
-        *TINY,
-        "--load_size",
-        "[36,36]",
-        "--max_items",
-        "64",
+        "--depth",
+        "10",
         "--batch_size",
-        "16",
+        "32",
         "--max_epochs",
-        "3",
-        "--contrast_b",
-        "t2f",
+        str(SSL_EPOCHS),
         "--cache_dir",
         str(slice_datalist.parent),
         "--ckpt_dir",
@@ -44,6 +46,22 @@ def ssl_run(tmp_path_factory, slice_datalist):
         cwd=SSL,
     )
     return root
+
+
+def _random_init_encoder(ckpt_dir, seed: int = 0) -> None:
+    """The primary encoder exactly as train.json initialises it under ``seed`` (set_determinism, then the network),
+    saved as model.pt without any training step: the floor a pre-trained encoder must beat."""
+    from monai.bundle import ConfigParser
+    from monai.utils import set_determinism
+
+    parser = ConfigParser()
+    parser.read_config(SSL / "configs" / "train.json")
+    parser.update({"bundle_root": str(SSL), "depth": 10, "seed": seed})
+    set_determinism(seed=seed)
+    network = parser.get_parsed_content("network_def")
+    set_determinism(seed=None)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(network.primary_encoder.state_dict(), ckpt_dir / "model.pt")
 
 
 def _run(db):
@@ -59,7 +77,7 @@ def test_train_logs_losses_and_collapse_monitor(ssl_run):
     client, run = _run(ssl_run / "train" / "mlruns.db")
     assert run.info.status == "FINISHED"
     loss = [m.value for m in client.get_metric_history(run.info.run_id, "epoch_loss")]
-    assert len(loss) == 3 and loss[-1] < loss[0], f"VICReg loss should fall over 3 epochs: {loss}"
+    assert len(loss) == SSL_EPOCHS and loss[-1] < loss[0], f"VICReg loss should fall over the run: {loss}"
     for name in ("embedding_std", "embedding_effective_rank", "epoch_loss_variance", "loss_invariance"):
         assert client.get_metric_history(run.info.run_id, name), name
     assert run.data.params["encoder_indices"] == "[0, 0, 1]"
@@ -68,23 +86,15 @@ def test_train_logs_losses_and_collapse_monitor(ssl_run):
 
 
 def _evaluate(ckpt_dir, out_dir, cache, *extra):
-    """evaluate.json at test size: 240 probe-training and 120 test images of the real brain-tumour set."""
+    """evaluate.json on the fixed small probe protocol: 1,000 probe-training and 600 test images of the real
+    brain-tumour set at 64 px (test images that duplicate training images removed)."""
     return bundle(
         "run",
         "--config_file",
         "configs/evaluate.json",
         "--bundle_root",
         str(SSL),
-        "--depth",
-        "10",
-        "--image_size",
-        "[32,32]",
-        "--max_train",
-        "240",
-        "--max_test",
-        "120",
-        "--mlp_epochs",
-        "30",
+        *PROBE,
         "--cache_dir",
         str(cache),
         "--ckpt_dir",
@@ -96,32 +106,46 @@ def _evaluate(ckpt_dir, out_dir, cache, *extra):
     )
 
 
-def test_probe_evaluation_beats_majority_and_logs(ssl_run, tmp_path):
+def test_pretrained_encoder_beats_random_init_of_the_same_seed(ssl_run, tmp_path):
+    """The claim of pre-training: the frozen primary encoder after SSL probes better than the same network as the
+    bundle initialises it (seed 0) before any step. A random ResNet-10 is a strong floor here (linear 0.75, MLP 0.82
+    on this protocol), so the majority class (0.275) proves nothing. Measured on the 2-core CI machine: random init
+    linear 0.753 / MLP 0.820 / k-NN 0.735; pre-trained 0.810 / 0.840 / 0.763 (error reduction 1.30 on linear). The
+    same asserts fail for the 3-epoch 32-px run this test used before (0.798 vs 0.803 linear at this probe size)."""
     cache = tmp_path / "bt"
-    _evaluate(ssl_run / "models", tmp_path / "ev", cache, "--tracking", "mlflow")
-    result = json.loads((tmp_path / "ev" / "probes" / "probe_metrics.json").read_text())
-    majority = result["majority_rate"]
-    assert result["num_train"] == 240 and result["num_test"] == 120
-    assert result["probes"]["linear"]["accuracy"] > majority + 0.1
-    client, run = _run(tmp_path / "ev" / "mlruns.db")
-    assert run.data.metrics["linear_accuracy"] == pytest.approx(result["probes"]["linear"]["accuracy"])
-    arts = [a.path for a in client.list_artifacts(run.info.run_id, "probes")]
-    assert "probes/embedding_tsne.png" in arts and "probes/confusion_linear.png" in arts
-    # error reduction against a named baseline run (here: itself, so exactly 1)
-    baseline = tmp_path / "ev" / "probes" / "probe_metrics.json"
+    _random_init_encoder(tmp_path / "random_init")
+    _evaluate(tmp_path / "random_init", tmp_path / "ev_random", cache, "--embedding_plot", "False")
+    random_metrics = tmp_path / "ev_random" / "probes" / "probe_metrics.json"
+    floor = json.loads(random_metrics.read_text())
+
+    # the pre-trained encoder, scored against the random-init run as the named baseline
+    out = tmp_path / "ev"
     _evaluate(
         ssl_run / "models",
-        tmp_path / "ev2",
+        out,
         cache,
-        "--probes",
-        "['linear']",
+        "--tracking",
+        "mlflow",
         "--baseline_metrics",
-        str(baseline),
+        str(random_metrics),
         "--baseline_name",
-        "itself",
+        "random_init",
     )
-    again = json.loads((tmp_path / "ev2" / "probes" / "probe_metrics.json").read_text())
-    assert again["probes"]["linear"]["error_reduction_vs_itself"] == pytest.approx(1.0)
+    result = json.loads((out / "probes" / "probe_metrics.json").read_text())
+    assert result["num_train"] == floor["num_train"] == 1000 and result["num_test"] == floor["num_test"] == 600
+    acc = {name: result["probes"][name]["accuracy"] for name in ("linear", "mlp", "knn")}
+    base = {name: floor["probes"][name]["accuracy"] for name in ("linear", "mlp", "knn")}
+    assert acc["linear"] >= base["linear"] + 0.03, (acc, base)  # 18 more of 600 test images right
+    assert acc["mlp"] > base["mlp"] and acc["knn"] > base["knn"], (acc, base)
+    # error reduction compares two different runs: (1 - acc_random) / (1 - acc_pretrained)
+    reduction = result["probes"]["linear"]["error_reduction_vs_random_init"]
+    assert reduction == pytest.approx((1 - base["linear"]) / (1 - acc["linear"]), rel=1e-6)
+    assert reduction > 1.1
+
+    client, run = _run(out / "mlruns.db")
+    assert run.data.metrics["linear_accuracy"] == pytest.approx(acc["linear"])
+    arts = [a.path for a in client.list_artifacts(run.info.run_id, "probes")]
+    assert "probes/embedding_tsne.png" in arts and "probes/confusion_linear.png" in arts
 
 
 def test_bad_inputs_fail_before_training(tmp_path, slice_datalist):
