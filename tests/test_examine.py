@@ -382,7 +382,7 @@ def breast_images() -> np.ndarray:
 @pytest.fixture(scope="module")
 def breast_embeddings(breast_images) -> np.ndarray:
     """A fixed-seed MONAI ResNet-10 (2D, widths / 4) embeds 400 real ultrasound images into 128 ReLU features."""
-    torch = pytest.importorskip("torch")
+    import torch
     from monai.networks.nets import resnet10
 
     torch.manual_seed(0)
