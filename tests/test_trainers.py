@@ -30,16 +30,16 @@ def _domain(datalist, key, section, n=8, size=32):
     return CacheDataset(items, tf, progress=False), items
 
 
-def _cyclegan(datalist, max_epochs, handlers=None):
+def _cyclegan(datalist, max_epochs, handlers=None, lr=2e-4, schedule=(1, 2)):
     set_determinism(0)
     ds_a, _ = _domain(datalist, "A", "training_a")
     ds_b, _ = _domain(datalist, "B", "training_b")
     loader = DataLoader(UnpairedDataset(ds_a, ds_b, seed=0), batch_size=2, shuffle=True, drop_last=True)
     g_ab, g_ba = (CycleGANResNetGenerator(2, 1, 1, channels=4, num_res_blocks=1) for _ in range(2))
     d_a, d_b = (PatchDiscriminator(2, 4, 1, num_layers_d=2, norm="INSTANCE") for _ in range(2))
-    g_opt = torch.optim.Adam(itertools.chain(g_ab.parameters(), g_ba.parameters()), 2e-4, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), 2e-4, betas=(0.5, 0.999))
-    g_sched = torch.optim.lr_scheduler.LambdaLR(g_opt, ConstantThenLinearDecay(1, 2))
+    g_opt = torch.optim.Adam(itertools.chain(g_ab.parameters(), g_ba.parameters()), lr, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(itertools.chain(d_a.parameters(), d_b.parameters()), lr, betas=(0.5, 0.999))
+    g_sched = torch.optim.lr_scheduler.LambdaLR(g_opt, ConstantThenLinearDecay(*schedule))
     trainer = CycleGANTrainer(
         "cpu", max_epochs, loader, g_ab, g_ba, d_a, d_b, g_opt, d_opt, pool_size=4, train_handlers=handlers
     )
@@ -69,7 +69,6 @@ def test_cyclegan_first_iterations_on_real_slices(slice_datalist):
     trainer.add_event_handler(
         TranslationIterationEvents.DISCRIMINATORS_COMPLETED, lambda e: fired.__setitem__("disc", fired["disc"] + 1)
     )
-    before = [p.clone() for p in objs["g_ab"].parameters()]
     trainer.run()
     assert fired == {"model": 8, "gen": 8, "disc": 8}  # 8 A slices / batch 2 = 4 iterations x 2 epochs
     out = trainer.state.output
@@ -88,8 +87,21 @@ def test_cyclegan_first_iterations_on_real_slices(slice_datalist):
         + m["epoch_loss_identity_b"],
         rel=1e-4,
     )
-    assert any(not torch.equal(a, b) for a, b in zip(before, objs["g_ab"].parameters())), "generator did not learn"
     assert len(trainer.pool_a) == 4
+
+
+def test_cyclegan_generators_learn_the_cycle_on_real_slices(slice_datalist):
+    """The generators learn: the cycle-consistency loss (A -> B -> A plus B -> A -> B, weighted) falls to under half
+    within 6 epochs of 4 iterations at a constant lr of 2e-3. Measured 8.26 -> 1.61 (0.19x); with lr 0 the same run
+    stays at 9.11 -> 9.14 (1.00x), so a trainer whose generators never step fails here."""
+    trainer, _ = _cyclegan(slice_datalist, max_epochs=6, lr=2e-3, schedule=(6, 0))
+    cycle = []
+    trainer.add_event_handler(
+        Events.EPOCH_COMPLETED,
+        lambda e: cycle.append(e.state.metrics["epoch_loss_cycle_a"] + e.state.metrics["epoch_loss_cycle_b"]),
+    )
+    trainer.run()
+    assert len(cycle) == 6 and cycle[-1] < 0.5 * cycle[0], f"cycle-consistency loss did not fall: {cycle}"
 
 
 def test_cyclegan_checkpoint_and_resume(slice_datalist, tmp_path):
