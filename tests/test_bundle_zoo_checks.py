@@ -173,8 +173,10 @@ def _fake_weights(root: Path, config: Path) -> tuple[torch.nn.Module, Path]:
 def _fake_input(meta: dict) -> torch.Tensor:
     """A batch of one in the metadata's input format; ``"32*n"`` and the like with n = p = 1, as MONAI's default."""
     image = meta["network_data_format"]["inputs"]["image"]
-    shape = [s if isinstance(s, int) else int(re.match(r"\d+", s).group()) if re.match(r"\d+", s) else 32
-             for s in image["spatial_shape"]]
+    shape = []
+    for size in image["spatial_shape"]:
+        number = re.match(r"\d+", str(size))
+        shape.append(int(number.group()) if number else 32)
     return torch.rand(1, image.get("num_channels", 1), *shape)
 
 
