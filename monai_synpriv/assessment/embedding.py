@@ -35,6 +35,7 @@ from monai.utils import convert_to_tensor
 from torch import nn
 
 from ..utils.io import atomic_path, sha256_file
+from ..utils.precision import autocast
 
 __all__ = [
     "CONFIG_NAMES",
@@ -117,7 +118,7 @@ def embed_items(
     batch_size: int = 64,
     num_workers: int = 0,
     image_key: str = "image",
-    amp: bool = False,
+    precision: str = "fp32",
     progress: bool = True,
     dtype: Any = np.float32,
     source: str = "the encoder bundle",
@@ -132,7 +133,7 @@ def embed_items(
         batch_size: images per forward pass.
         num_workers: DataLoader worker processes for the preprocessing.
         image_key: the image key of the items and of the preprocessed samples.
-        amp: autocast on CUDA.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (autocast of the forward pass, CPU or CUDA).
         progress: show a tqdm progress bar.
         dtype: numpy dtype of the result.
         source: what error messages name as the culprit (e.g. the bundle's config path).
@@ -189,7 +190,7 @@ def embed_items(
                 f"{source}: preprocessing gives images of different shapes ({found}); it must bring every image to "
                 "the network's size and channel count."
             )
-        with torch.autocast(device.type, enabled=amp and device.type == "cuda"):
+        with autocast(device, precision):
             out = network(torch.stack(images).to(device))
         if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != len(images):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -361,7 +362,7 @@ class EncoderBundle:
         items: Sequence[Mapping[str, Any]],
         batch_size: int = 64,
         num_workers: int = 0,
-        amp: bool = False,
+        precision: str = "fp32",
         progress: bool = True,
         dtype: Any = np.float32,
     ) -> np.ndarray:
@@ -374,7 +375,7 @@ class EncoderBundle:
             batch_size=batch_size,
             num_workers=num_workers,
             image_key=self.image_key,
-            amp=amp,
+            precision=precision,
             progress=progress,
             dtype=dtype,
             source=self.source,
@@ -400,7 +401,7 @@ def write_embeddings(
     device: str | torch.device = "cpu",
     batch_size: int = 64,
     image_key: str = "image",
-    amp: bool = False,
+    precision: str = "fp32",
     prefix: str = "embeddings",
 ) -> dict[str, str]:
     """Embed ``items`` and write ``<prefix>.npy`` (float32, ``(n, D)``) and ``<prefix>.csv`` (row, image and the
@@ -414,13 +415,15 @@ def write_embeddings(
         device: where the network runs.
         batch_size: images per forward pass.
         image_key: the image key of the items.
-        amp: autocast on CUDA.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (autocast of the forward pass, CPU or CUDA).
         prefix: the files' name stem.
 
     Returns:
         ``{"embeddings": <npy path>, "index": <csv path>}``.
     """
-    emb = embed_items(network, items, preprocessing, device=device, batch_size=batch_size, image_key=image_key, amp=amp)
+    emb = embed_items(
+        network, items, preprocessing, device=device, batch_size=batch_size, image_key=image_key, precision=precision
+    )
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     npy, table = out / f"{prefix}.npy", out / f"{prefix}.csv"

@@ -71,7 +71,7 @@ class ExamineAssessment:
         method, center, l2_normalize, temperature, chunk_size: :class:`ExamineScorer` settings.
         device: where the encoder runs.
         batch_size: images per embedding batch.
-        amp: mixed precision for the encoder on CUDA.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``: the encoder's autocast (CPU or CUDA).
         montage_count: images in each of the top and bottom rows of the montage.
         image_key: the image key of ``items``.
         orientation: how the montage shows 2D arrays (``"medical"`` or ``"picture"``).
@@ -101,7 +101,7 @@ class ExamineAssessment:
         chunk_size: int = 8192,
         device: str | torch.device = "cpu",
         batch_size: int = 64,
-        amp: bool = False,
+        precision: str = "fp32",
         montage_count: int = 8,
         image_key: str = "image",
         orientation: str = "medical",
@@ -146,7 +146,7 @@ class ExamineAssessment:
         self.require_weights = require_weights
         self.device = device
         self.batch_size = batch_size
-        self.amp = amp
+        self.precision = precision
         self.montage_count = int(montage_count)
         self.image_key = image_key
         self.orientation = orientation
@@ -171,7 +171,7 @@ class ExamineAssessment:
             image_key=self.image_key,
         )
         start = time.perf_counter()
-        emb = encoder.embed_items(self.items, batch_size=self.batch_size, amp=self.amp)
+        emb = encoder.embed_items(self.items, batch_size=self.batch_size, precision=self.precision)
         path = self.output_dir / "embeddings.npy"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:

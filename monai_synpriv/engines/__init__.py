@@ -1,8 +1,8 @@
-"""MONAI ``Trainer`` subclasses: image translation (CycleGAN, pix2pix), multi-branch self-supervised learning and the
+"""MONAI ``Trainer`` subclasses on one mixed-precision base (:class:`MixedPrecisionTrainer`): image translation (CycleGAN, pix2pix), multi-branch self-supervised learning and the
 contrastive autoencoder."""
 
 from .autoencoder_trainer import ContrastiveAutoEncoderTrainer
-from .base import TranslationTrainerBase
+from .base import MixedPrecisionTrainer, PrepareBatchKeys, TranslationTrainerBase
 from .cyclegan_trainer import CycleGANTrainer
 from .diffusion import ConditionDropoutPrepareBatch
 from .image_pool import ImagePool
@@ -11,6 +11,7 @@ from .keys import TranslationIterationEvents, TranslationKeys
 from .lr_schedule import ConstantThenLinearDecay
 from .pix2pix_trainer import Pix2PixTrainer
 from .ssl_trainer import MultiBranchSSLTrainer
+from .supervised_trainer import MixedPrecisionSupervisedTrainer
 from .utils import image_as_target
 
 __all__ = [
@@ -20,8 +21,11 @@ __all__ = [
     "CycleGANTrainer",
     "ImagePool",
     "ImageTextTrainer",
+    "MixedPrecisionSupervisedTrainer",
+    "MixedPrecisionTrainer",
     "MultiBranchSSLTrainer",
     "Pix2PixTrainer",
+    "PrepareBatchKeys",
     "TranslationIterationEvents",
     "TranslationKeys",
     "TranslationTrainerBase",

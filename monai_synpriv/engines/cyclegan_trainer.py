@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from monai.engines.utils import IterationEvents
-from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -17,12 +16,7 @@ from ..utils.distributed import unwrap
 from .base import TranslationTrainerBase
 from .image_pool import ImagePool
 from .keys import TranslationIterationEvents, TranslationKeys
-from .utils import autocast_context, requires_grad
-
-if TYPE_CHECKING:
-    from ignite.engine import EventEnum
-else:
-    EventEnum, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EventEnum")
+from .utils import requires_grad, to_float
 
 __all__ = ["CycleGANTrainer"]
 
@@ -44,7 +38,8 @@ class CycleGANTrainer(TranslationTrainerBase):
     so that MONAI decollates the output and its default MLflow/stats handlers (``--tracking mlflow``) work.
     Every loss term is also averaged per epoch into ``engine.state.metrics`` (``epoch_loss_g``, ...).
 
-    With ``amp=True`` on CUDA, forward passes run under ``torch.autocast`` with one gradient scaler per optimiser.
+    ``precision`` (``fp32``, ``bf16``, ``fp16``, ``auto``) sets the autocast of the forward passes on CPU or CUDA; the
+    losses are computed in fp32, and in fp16 each optimiser has its gradient scaler (checkpointed with ``trainer``).
     When the generators normalise per sample (instance norm, the default), the passes through each generator are
     batched (G(a) with G(b), F(b) with F(a)), which gives identical results with fewer kernel launches.
 
@@ -64,16 +59,11 @@ class CycleGANTrainer(TranslationTrainerBase):
         d_loss_function: the discriminators' loss; default ``DiscriminatorLoss()`` (LSGAN, x 0.5).
         pool_size: size of each history pool (reference 50; 0 disables).
         key_a, key_b: batch keys of the two domains.
-        epoch_length: iterations per epoch, default ``len(train_data_loader)``.
-        non_blocking: asynchronous host-to-device copies.
-        train_handlers: Ignite handlers to attach (checkpointing, stats, MLflow, image grids, ...).
-        amp: mixed precision on CUDA (ignored on CPU).
-        amp_kwargs: arguments of ``torch.autocast``.
-        event_names, event_to_attr: extra events to register, as in MONAI's ``Trainer``.
-        decollate: decollate the output at ``MODEL_COMPLETED`` (needed by MONAI's default handlers).
-        optim_set_to_none: ``zero_grad(set_to_none=...)``.
         batch_generator_passes: batch the two passes through each generator (requires per-sample normalisation;
             switched off automatically when a generator contains batch normalisation).
+        kwargs: :class:`~monai_synpriv.engines.MixedPrecisionTrainer`'s arguments (MONAI's ``Trainer`` arguments:
+            ``epoch_length``, ``prepare_batch``, ``iteration_update``, ``postprocessing``, ``key_train_metric``,
+            ``train_handlers``, ..., and ``precision``, ``grad_clip_norm``).
     """
 
     loss_names = (
@@ -104,35 +94,10 @@ class CycleGANTrainer(TranslationTrainerBase):
         pool_size: int = 50,
         key_a: str = "A",
         key_b: str = "B",
-        epoch_length: int | None = None,
-        non_blocking: bool = False,
-        train_handlers: Sequence | None = None,
-        amp: bool = False,
-        amp_kwargs: dict | None = None,
-        event_names: list[str | EventEnum | type[EventEnum]] | None = None,
-        event_to_attr: dict | None = None,
-        decollate: bool = True,
-        optim_set_to_none: bool = True,
         batch_generator_passes: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            train_data_loader=train_data_loader,
-            g_optimizer=g_optimizer,
-            d_optimizer=d_optimizer,
-            key_a=key_a,
-            key_b=key_b,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            train_handlers=train_handlers,
-            amp=amp,
-            amp_kwargs=amp_kwargs,
-            event_names=event_names,
-            event_to_attr=event_to_attr,
-            decollate=decollate,
-            optim_set_to_none=optim_set_to_none,
-        )
+        super().__init__(device, max_epochs, train_data_loader, g_optimizer, d_optimizer, key_a, key_b, **kwargs)
         self.g_ab, self.g_ba, self.d_a, self.d_b = g_ab, g_ba, d_a, d_b
         self.g_loss_function = CycleGANGeneratorLoss() if g_loss_function is None else g_loss_function
         self.d_loss_function = DiscriminatorLoss() if d_loss_function is None else d_loss_function
@@ -169,34 +134,38 @@ class CycleGANTrainer(TranslationTrainerBase):
         for net in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             net.train()
         requires_grad([self.d_a, self.d_b], False)
-        self.g_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
-        with autocast_context(self.amp, self.amp_kwargs):
+        self.zero_grad(self.g_optimizer)
+        with self.autocast():
             gen = self._generate(real_a, real_b, with_identity)
             # the unwrapped discriminators: under DistributedDataParallel a forward pass whose parameters get no
             # gradient would leave DDP waiting for a reduction that never comes
-            g_terms = self.g_loss_function(
-                unwrap(self.d_b)(gen[K.FAKE_B]),
-                unwrap(self.d_a)(gen[K.FAKE_A]),
-                real_a,
-                real_b,
-                gen[K.REC_A],
-                gen[K.REC_B],
-                gen.get("idt_a"),
-                gen.get("idt_b"),
-            )
+            pred_fake_b, pred_fake_a = unwrap(self.d_b)(gen[K.FAKE_B]), unwrap(self.d_a)(gen[K.FAKE_A])
+        gen = {k: v.float() for k, v in gen.items()}  # the losses in fp32
+        g_terms = self.g_loss_function(
+            to_float(pred_fake_b),
+            to_float(pred_fake_a),
+            real_a,
+            real_b,
+            gen[K.REC_A],
+            gen[K.REC_B],
+            gen.get("idt_a"),
+            gen.get("idt_b"),
+        )
         loss_g = g_terms["total"]
-        self._backward_step(loss_g, self.g_optimizer, self.g_scaler)
+        self.optimise(loss_g, self.g_optimizer, "g")
         engine.fire_event(TranslationIterationEvents.GENERATORS_COMPLETED)
 
         # discriminators: real vs (pooled) fake
         requires_grad([self.d_a, self.d_b], True)
-        self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
+        self.zero_grad(self.d_optimizer)
         fake_b_pool = self.pool_b.query(gen[K.FAKE_B])
         fake_a_pool = self.pool_a.query(gen[K.FAKE_A])
-        with autocast_context(self.amp, self.amp_kwargs):
-            loss_d_b = self.d_loss_function(self.d_b(real_b), self.d_b(fake_b_pool))
-            loss_d_a = self.d_loss_function(self.d_a(real_a), self.d_a(fake_a_pool))
-        self._backward_step(loss_d_a + loss_d_b, self.d_optimizer, self.d_scaler)
+        with self.autocast():
+            preds = [self.d_b(real_b), self.d_b(fake_b_pool), self.d_a(real_a), self.d_a(fake_a_pool)]
+        real_pred_b, fake_pred_b, real_pred_a, fake_pred_a = to_float(preds)
+        loss_d_b = self.d_loss_function(real_pred_b, fake_pred_b)
+        loss_d_a = self.d_loss_function(real_pred_a, fake_pred_a)
+        self.optimise(loss_d_a + loss_d_b, self.d_optimizer, "d")
         engine.fire_event(TranslationIterationEvents.DISCRIMINATORS_COMPLETED)
 
         output: dict[str, torch.Tensor] = {

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from monai.engines.utils import IterationEvents
-from monai.utils import IgniteInfo, min_version, optional_import
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -16,12 +15,7 @@ from ..losses import DiscriminatorLoss, Pix2PixGeneratorLoss
 from ..utils.distributed import unwrap
 from .base import TranslationTrainerBase
 from .keys import TranslationIterationEvents, TranslationKeys
-from .utils import autocast_context, requires_grad
-
-if TYPE_CHECKING:
-    from ignite.engine import EventEnum
-else:
-    EventEnum, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EventEnum")
+from .utils import requires_grad, to_float
 
 __all__ = ["Pix2PixTrainer"]
 
@@ -37,6 +31,10 @@ class Pix2PixTrainer(TranslationTrainerBase):
 
     Output keys (:class:`TranslationKeys`): ``real_a``, ``real_b``, ``fake_b``, ``loss`` (= ``loss_g``), ``loss_d``,
     ``loss_gan``, ``loss_l1``; ``MODEL_COMPLETED`` is fired, per-epoch averages land in ``state.metrics``.
+
+    It is built on :class:`TranslationTrainerBase` rather than MONAI's ``AdversarialTrainer``: that one's
+    discriminator judges an image alone (pix2pix's judges the pair), its autocast and scaler are CUDA-only and its
+    scaler state is not checkpointed.
 
     Args: as :class:`CycleGANTrainer`, with ``generator``/``discriminator`` instead of the two pairs.
     """
@@ -56,34 +54,9 @@ class Pix2PixTrainer(TranslationTrainerBase):
         d_loss_function: Callable | None = None,
         key_a: str = "A",
         key_b: str = "B",
-        epoch_length: int | None = None,
-        non_blocking: bool = False,
-        train_handlers: Sequence | None = None,
-        amp: bool = False,
-        amp_kwargs: dict | None = None,
-        event_names: list[str | EventEnum | type[EventEnum]] | None = None,
-        event_to_attr: dict | None = None,
-        decollate: bool = True,
-        optim_set_to_none: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            train_data_loader=train_data_loader,
-            g_optimizer=g_optimizer,
-            d_optimizer=d_optimizer,
-            key_a=key_a,
-            key_b=key_b,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            train_handlers=train_handlers,
-            amp=amp,
-            amp_kwargs=amp_kwargs,
-            event_names=event_names,
-            event_to_attr=event_to_attr,
-            decollate=decollate,
-            optim_set_to_none=optim_set_to_none,
-        )
+        super().__init__(device, max_epochs, train_data_loader, g_optimizer, d_optimizer, key_a, key_b, **kwargs)
         self.generator, self.discriminator = generator, discriminator
         self.g_loss_function = Pix2PixGeneratorLoss() if g_loss_function is None else g_loss_function
         self.d_loss_function = DiscriminatorLoss() if d_loss_function is None else d_loss_function
@@ -98,23 +71,23 @@ class Pix2PixTrainer(TranslationTrainerBase):
             )
         self.generator.train()
         self.discriminator.train()
-
         requires_grad([self.discriminator], False)
-        self.g_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
-        with autocast_context(self.amp, self.amp_kwargs):
+        self.zero_grad(self.g_optimizer)
+        with self.autocast():
             fake_b = self.generator(real_a)
-            g_terms = self.g_loss_function(unwrap(self.discriminator)(torch.cat([real_a, fake_b], 1)), fake_b, real_b)
-        self._backward_step(g_terms["total"], self.g_optimizer, self.g_scaler)
+            pred_fake = unwrap(self.discriminator)(torch.cat([real_a, fake_b], 1))
+        fake_b = fake_b.float()  # the losses in fp32
+        g_terms = self.g_loss_function(to_float(pred_fake), fake_b, real_b)
+        self.optimise(g_terms["total"], self.g_optimizer, "g")
         engine.fire_event(TranslationIterationEvents.GENERATORS_COMPLETED)
 
         requires_grad([self.discriminator], True)
-        self.d_optimizer.zero_grad(set_to_none=self.optim_set_to_none)
-        with autocast_context(self.amp, self.amp_kwargs):
-            loss_d = self.d_loss_function(
-                self.discriminator(torch.cat([real_a, real_b], 1)),
-                self.discriminator(torch.cat([real_a, fake_b.detach()], 1)),
-            )
-        self._backward_step(loss_d, self.d_optimizer, self.d_scaler)
+        self.zero_grad(self.d_optimizer)
+        with self.autocast():
+            pred_real = self.discriminator(torch.cat([real_a, real_b], 1))
+            pred_fake = self.discriminator(torch.cat([real_a, fake_b.detach()], 1))
+        loss_d = self.d_loss_function(to_float(pred_real), to_float(pred_fake))
+        self.optimise(loss_d, self.d_optimizer, "d")
         engine.fire_event(TranslationIterationEvents.DISCRIMINATORS_COMPLETED)
 
         loss_g = g_terms["total"].detach()

@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from monai.engines import Trainer
 from monai.engines.utils import IterationEvents
-from monai.utils import IgniteInfo, min_version, optional_import
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
 
 from ..networks.multibranch import MultiBranchSSLNet
 from ..utils.distributed import unwrap
-from .utils import attach_loss_averages, autocast_context, backward_and_step, make_grad_scaler, to_plain_tensor
-
-if TYPE_CHECKING:
-    from ignite.engine import EventEnum
-else:
-    EventEnum, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "EventEnum")
+from .base import MixedPrecisionTrainer, PrepareBatchKeys
 
 __all__ = ["MultiBranchSSLTrainer"]
 
 
-class MultiBranchSSLTrainer(Trainer):
+class MultiBranchSSLTrainer(MixedPrecisionTrainer):
     """
     One optimisation step per batch of a :class:`~monai_synpriv.networks.MultiBranchSSLNet`: branch ``k`` receives
     ``batch[branch_keys[k]]`` (e.g. ``["image", "image_2", "privileged"]`` for TriDeNT: two augmented views of the
@@ -35,7 +28,8 @@ class MultiBranchSSLTrainer(Trainer):
     ``engine.state.output`` holds ``loss``, the primary branch's ``embedding`` (B x D, detached) and, when the loss
     has a ``terms`` method (VICReg), ``loss_<term>``;
     ``IterationEvents.MODEL_COMPLETED`` is fired (MONAI's ``--tracking mlflow`` handlers work) and every loss value is
-    averaged per epoch into ``state.metrics["epoch_<name>"]``. AMP with a gradient scaler on CUDA.
+    averaged per epoch into ``state.metrics["epoch_<name>"]``. ``precision`` sets the forward pass's autocast on
+    CPU or CUDA; the loss is computed in fp32.
 
     Args:
         device, max_epochs, train_data_loader, epoch_length, non_blocking: as MONAI's ``SupervisedTrainer``.
@@ -44,7 +38,8 @@ class MultiBranchSSLTrainer(Trainer):
         loss_function: loss over the list of branch embeddings.
         branch_keys: batch key of each branch, in branch order (branch 0 = primary modality).
         grad_clip_norm: clip the global gradient norm to this value (None: no clipping).
-        train_handlers, amp, amp_kwargs, event_names, event_to_attr, decollate, optim_set_to_none: as MONAI's.
+        kwargs: :class:`~monai_synpriv.engines.MixedPrecisionTrainer`'s arguments (MONAI's ``Trainer`` arguments and
+            ``precision``). A custom ``prepare_batch`` returns the branch tensors in branch order.
     """
 
     def __init__(
@@ -57,69 +52,38 @@ class MultiBranchSSLTrainer(Trainer):
         loss_function: Callable,
         branch_keys: Sequence[str],
         grad_clip_norm: float | None = 1.0,
-        epoch_length: int | None = None,
-        non_blocking: bool = False,
-        train_handlers: Sequence | None = None,
-        amp: bool = False,
-        amp_kwargs: dict | None = None,
-        event_names: list[str | EventEnum | type[EventEnum]] | None = None,
-        event_to_attr: dict | None = None,
-        decollate: bool = True,
-        optim_set_to_none: bool = True,
+        **kwargs: Any,
     ) -> None:
-        device = torch.device(device)
-        super().__init__(
-            device=device,
-            max_epochs=max_epochs,
-            data_loader=train_data_loader,
-            epoch_length=epoch_length,
-            non_blocking=non_blocking,
-            handlers=None,
-            amp=amp and device.type == "cuda",
-            event_names=event_names,
-            event_to_attr=event_to_attr,
-            decollate=decollate,
-            amp_kwargs=amp_kwargs,
-        )
         net = unwrap(network)  # DistributedDataParallel under torchrun
         if len(branch_keys) != net.num_branches:
             raise ValueError(
                 f"branch_keys {list(branch_keys)} name {len(branch_keys)} inputs but the network has "
                 f"{net.num_branches} branches (encoder_indices {net.encoder_indices})."
             )
-        self.network, self.optimizer, self.loss_function = network, optimizer, loss_function
         self.branch_keys = list(branch_keys)
-        self.grad_clip_norm = grad_clip_norm
-        self.optim_set_to_none = optim_set_to_none
-        self.scaler_ = make_grad_scaler(self.amp)
-        names = ["loss"]
         if hasattr(loss_function, "terms"):
-            names += ["loss_invariance", "loss_variance", "loss_covariance"]
-        attach_loss_averages(self, names)
-        if train_handlers is not None:
-            self._register_handlers(train_handlers)
+            self.loss_names = ("loss", "loss_invariance", "loss_variance", "loss_covariance")
+        super().__init__(device, max_epochs, train_data_loader, grad_clip_norm=grad_clip_norm, **kwargs)
+        self.network, self.optimizer, self.loss_function = network, optimizer, loss_function
+        self.scaler = self.add_scaler("network")
+        self._finish_init()
+
+    def default_prepare_batch(self) -> Callable:
+        return PrepareBatchKeys(self.branch_keys, type(self).__name__, f"branch_keys are {self.branch_keys}.")
 
     def _iteration(self, engine: MultiBranchSSLTrainer, batchdata: dict[str, Any]) -> dict[str, torch.Tensor]:
-        if batchdata is None:
-            raise ValueError("Must provide batch data for current iteration.")
-        missing = [k for k in self.branch_keys if k not in batchdata]
-        if missing:
-            raise KeyError(
-                f"MultiBranchSSLTrainer: batch has no key(s) {missing} (keys: {sorted(batchdata)}); "
-                f"branch_keys are {self.branch_keys}."
-            )
-        views = [to_plain_tensor(batchdata[k], engine.state.device, engine.non_blocking) for k in self.branch_keys]
+        views = list(self.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **self.to_kwargs))
         self.network.train()
-        self.optimizer.zero_grad(set_to_none=self.optim_set_to_none)
-        with autocast_context(self.amp, self.amp_kwargs):
+        self.zero_grad(self.optimizer)
+        with self.autocast():
             embeddings = self.network(views)
-        embeddings = [e.float() for e in embeddings]  # the loss in full precision
+        embeddings = [e.float() for e in embeddings]  # the loss (VICReg variance/covariance, InfoNCE logits) in fp32
         if hasattr(self.loss_function, "terms"):
             terms = self.loss_function.terms(embeddings)
             loss = terms["total"]
         else:
             terms, loss = {}, self.loss_function(embeddings)
-        backward_and_step(loss, self.optimizer, self.scaler_, self.network.parameters(), self.grad_clip_norm)
+        self.optimise(loss, self.optimizer, "network", self.network.parameters())
         # the primary branch's embeddings travel with the losses: collapse monitors read them, and they give the
         # output a batch dimension so that MONAI decollates it into the list its default handlers expect
         output = {"embedding": embeddings[0].detach(), "loss": loss.detach()}

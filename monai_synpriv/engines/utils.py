@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -13,11 +12,9 @@ Average, _ = optional_import("ignite.metrics", name="Average")
 
 __all__ = [
     "attach_loss_averages",
-    "autocast_context",
-    "backward_and_step",
     "image_as_target",
-    "make_grad_scaler",
     "requires_grad",
+    "to_float",
     "to_plain_tensor",
 ]
 
@@ -49,39 +46,16 @@ def to_plain_tensor(x: torch.Tensor, device: torch.device, non_blocking: bool = 
     return x.to(device=device, non_blocking=non_blocking)
 
 
-def autocast_context(enabled: bool, amp_kwargs: dict | None = None):
-    """``torch.autocast('cuda')`` when ``enabled``, else a no-op context."""
-    if enabled:
-        return torch.autocast("cuda", **(amp_kwargs or {}))
-    return contextlib.nullcontext()
-
-
-def make_grad_scaler(enabled: bool) -> torch.amp.GradScaler | None:
-    """A CUDA gradient scaler for AMP, or None."""
-    return torch.amp.GradScaler("cuda") if enabled else None
-
-
-def backward_and_step(
-    loss: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler | None,
-    parameters: Iterable[torch.Tensor],
-    grad_clip_norm: float | None = None,
-) -> None:
-    """Backward pass and optimiser step, through the AMP gradient scaler when there is one, with optional clipping
-    of the global gradient norm (on unscaled gradients)."""
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        if grad_clip_norm is not None:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        if grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(parameters, grad_clip_norm)
-        optimizer.step()
+def to_float(x):
+    """Cast the floating tensors of ``x`` (a tensor, or nested tuples/lists/dicts of tensors such as a
+    ``PatchDiscriminator``'s list of features) to fp32: losses are computed from autocast outputs in full precision."""
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, (tuple, list)):
+        return type(x)(to_float(v) for v in x)
+    if isinstance(x, dict):
+        return {k: to_float(v) for k, v in x.items()}
+    return x
 
 
 def attach_loss_averages(engine, names: Sequence[str], prefix: str = "epoch_") -> None:

@@ -23,6 +23,7 @@ from monai.utils import convert_to_numpy
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from monai_synpriv.assessment.embedding import find_bundle_config
+from monai_synpriv.inferers import AutocastInferer
 from monai_synpriv.transforms import SaveToPathd
 
 __all__ = ["TRANSLATION", "TranslatorInferTask", "TranslatorWeightsMissing"]
@@ -101,7 +102,9 @@ class TranslatorInferTask(BasicInferTask):
                 network = parser.get_parsed_content("network_def")
         # the same parsed objects every call: postprocessing's Invertd refers to this preprocessing instance
         self._pre = parser.get_parsed_content("preprocessing")
-        self._inferer = parser.get_parsed_content("inferer") if "inferer" in parser else SimpleInferer()
+        inferer = parser.get_parsed_content("inferer") if "inferer" in parser else SimpleInferer()
+        # the bundle's precision setting (bf16 on an AMX CPU with "auto"), as in the bundle's own inference
+        self._inferer = AutocastInferer(inferer, str(parser.get("precision", "fp32")))
         self._post = parser.get_parsed_content("postprocessing") if "postprocessing" in parser else []
 
         name = metadata.get("name", self.bundle_dir.name)

@@ -2,7 +2,7 @@
 
 from .autoencoder import ContrastiveAutoEncoder, LatentClassifier, LatentEncoder
 from .dual_encoder import DualEncoder, MLPProjection
-from .mae import MAE_POOLING, MAEEmbedder, patchify, unpatchify
+from .mae import MAE_POOLING, MAEEmbedder, MixedPrecisionMaskedAutoEncoderViT, patchify, unpatchify
 from .multibranch import (
     RESNET_FEATURES,
     MultiBranchSSLNet,
@@ -22,6 +22,7 @@ __all__ = [
     "LatentClassifier",
     "LatentEncoder",
     "MAEEmbedder",
+    "MixedPrecisionMaskedAutoEncoderViT",
     "MAE_POOLING",
     "MLPProjection",
     "MultiBranchSSLNet",

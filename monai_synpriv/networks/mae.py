@@ -8,7 +8,7 @@ import torch
 from monai.networks.nets import MaskedAutoEncoderViT
 from monai.utils import ensure_tuple_rep
 
-__all__ = ["MAE_POOLING", "MAEEmbedder", "patchify", "unpatchify"]
+__all__ = ["MAE_POOLING", "MAEEmbedder", "MixedPrecisionMaskedAutoEncoderViT", "patchify", "unpatchify"]
 
 MAE_POOLING = ("mean", "cls", "mean_cls")
 
@@ -73,6 +73,27 @@ def unpatchify(patches: torch.Tensor, patch_size: Sequence[int] | int, spatial_s
     for i in range(spatial_dims):
         order += [1 + i, 1 + spatial_dims + i]
     return x.permute(*order).reshape(b, c, *spatial_size)
+
+
+class MixedPrecisionMaskedAutoEncoderViT(MaskedAutoEncoderViT):
+    """MONAI's ``MaskedAutoEncoderViT`` (same arguments, same state dict) that also runs under ``torch.autocast``.
+
+    MONAI 1.6.1's forward writes the decoder embedding of the visible tokens into a copy of the fp32 mask token with
+    an index assignment, which fails under autocast ("Index put requires the source and destination dtypes match",
+    bf16 on CPU as fp16 on CUDA). Here the visible tokens are cast to the mask token's dtype first; everything else
+    is MONAI's forward.
+    """
+
+    def forward(self, x: torch.Tensor, masking_ratio: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.patch_embedding(x)
+        x, selected_indices, mask = self._masking(x, masking_ratio=masking_ratio)
+        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        x = self.decoder_embed(self.blocks(x))
+        tokens = self.mask_tokens.repeat(x.shape[0], mask.shape[1], 1)
+        tokens[torch.arange(x.shape[0]).unsqueeze(-1), selected_indices] = x[:, 1:, :].to(tokens.dtype)
+        x = torch.cat([x[:, :1, :].to(tokens.dtype), tokens + self.decoder_pos_embedding], dim=1)
+        x = self.decoder_pred(self.decoder_blocks(x))
+        return x[:, 1:, :], mask
 
 
 class MAEEmbedder(MaskedAutoEncoderViT):

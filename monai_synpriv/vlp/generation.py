@@ -21,6 +21,7 @@ from torch import nn
 
 from ..transforms.io import write_image
 from ..utils.io import sha256_file, write_json_atomic
+from ..utils.precision import autocast, resolve_precision
 
 __all__ = ["sample_images", "generate_synthetic_pairs", "GENERATION_SETTINGS"]
 
@@ -31,6 +32,7 @@ GENERATION_SETTINGS = (
     "num_inference_steps",
     "image_size",
     "fill_value",
+    "precision",
     "checkpoint",
     "checkpoint_sha256",
 )
@@ -54,6 +56,7 @@ def sample_images(
     num_inference_steps: int = 50,
     fill_value: float = -1.0,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Draw one image per context row with MONAI's ``DiffusionInferer.sample`` (DDIM/DDPM scheduler as given).
 
@@ -69,6 +72,7 @@ def sample_images(
         num_inference_steps: sampling steps.
         fill_value: the null condition used in training.
         device: where to sample.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``: the network's autocast; the sampler's updates stay fp32.
 
     Returns:
         B x C x spatial images in the network's training range (here [-1, 1]), on CPU.
@@ -81,9 +85,14 @@ def sample_images(
     scheduler.set_timesteps(num_inference_steps=num_inference_steps)
     noise = torch.cat([item_noise(i, seed, image_shape) for i in indices]).to(device)
     cfg = None if guidance_scale is None or float(guidance_scale) == 1.0 else float(guidance_scale)
+
+    def model(*args, **kwargs) -> torch.Tensor:
+        with autocast(device, precision):
+            return network(*args, **kwargs).float()
+
     out = DiffusionInferer(scheduler).sample(
         input_noise=noise,
-        diffusion_model=network,
+        diffusion_model=model,
         scheduler=scheduler,
         conditioning=context.to(device),
         cfg=cfg,
@@ -136,6 +145,7 @@ def generate_synthetic_pairs(
     batch_size: int = 32,
     fill_value: float = -1.0,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
     text_key: str = "text",
     image_key: str = "image",
     checkpoint: str | None = None,
@@ -166,6 +176,8 @@ def generate_synthetic_pairs(
         batch_size: images per sampling batch.
         fill_value: the null condition used in training.
         device: where to sample.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto``: the network's autocast (resolved and recorded in the
+            settings; a resume must use the same).
         text_key: caption key.
         image_key: image key.
         checkpoint: the generator checkpoint (recorded, and part of the resume check).
@@ -197,6 +209,7 @@ def generate_synthetic_pairs(
         "num_inference_steps": int(num_inference_steps),
         "image_size": list(image_shape[1:]),
         "fill_value": float(fill_value),
+        "precision": resolve_precision(precision, device),
         "checkpoint": str(checkpoint) if checkpoint else None,
         "checkpoint_sha256": sha256_file(checkpoint) if checkpoint and Path(checkpoint).is_file() else None,
     }
@@ -238,6 +251,7 @@ def generate_synthetic_pairs(
             num_inference_steps,
             fill_value,
             device=device,
+            precision=precision,
         )
         images = ((images + 1.0) / 2.0).clamp(0.0, 1.0)
         for i, img in zip(batch, images):
