@@ -11,6 +11,8 @@ import pytest
 import torch
 from conftest import DATA, REPO, bundle, expr, require
 
+from monai_synpriv.utils import resolve_precision
+
 ROOT = REPO / "bundles" / "contrastive_ae_clustering"
 BREAST = DATA / "medmnist" / "breastmnist.npz"
 ADRENAL = DATA / "medmnist" / "adrenalmnist3d.npz"
@@ -111,6 +113,8 @@ def test_train_evaluate_inference_with_mlflow(tmp_path):
     train_hist = client.get_metric_history(runs["train"].info.run_id, "epoch_loss")
     assert len(train_hist) == 2 and all(np.isfinite(m.value) for m in train_hist)
     assert runs["train"].data.params["method"] == "contrastive_ae_clustering"
+    # the default precision "auto", resolved on this machine (bf16 on the AMX CPU), reaches MLflow
+    assert runs["train"].data.params["precision"] == resolve_precision("auto", "cpu")
     assert "loss_contrastive" in runs["train"].data.metrics  # every loss term, per iteration
     recon, contrastive = (
         [m.value for m in sorted(client.get_metric_history(runs["train"].info.run_id, k), key=lambda m: m.step)]

@@ -12,6 +12,8 @@ import pytest
 import torch
 from conftest import DATA, REPO, bundle, expr, require
 
+from monai_synpriv.utils import resolve_precision
+
 MAE = REPO / "bundles" / "mae_pretraining"
 ASSESS = REPO / "bundles" / "examine_assessment"
 BREAST = DATA / "medmnist" / "breastmnist.npz"
@@ -75,6 +77,7 @@ def test_mae_training_writes_checkpoint_pictures_and_mlflow(trained_mae):
     exp = client.get_experiment_by_name("mae")
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.params["method"] == "masked_autoencoder" and run.data.params["patch_size"] == "4"
+    assert run.data.params["precision"] == resolve_precision("auto", "cpu")  # the default, resolved
     losses = client.get_metric_history(run.info.run_id, "train_loss")
     assert len(losses) == 6 and all(np.isfinite(m.value) for m in losses)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "images")}

@@ -8,6 +8,8 @@ import pytest
 import torch
 from conftest import DATA, REPO, bundle, expr, require
 
+from monai_synpriv.utils import resolve_precision
+
 SSL = REPO / "bundles" / "multimodal_ssl"
 TINY = ["--depth", "10", "--projector_dims", "[32,32]", "--image_size", "[32,32]"]
 
@@ -81,6 +83,7 @@ def test_train_logs_losses_and_collapse_monitor(ssl_run):
     for name in ("embedding_std", "embedding_effective_rank", "epoch_loss_variance", "loss_invariance"):
         assert client.get_metric_history(run.info.run_id, name), name
     assert run.data.params["encoder_indices"] == "[0, 0, 1]"
+    assert run.data.params["precision"] == resolve_precision("auto", "cpu")  # the default, resolved
     state = torch.load(ssl_run / "models" / "model.pt", weights_only=True)
     assert any(k.startswith("conv1") for k in state), "model.pt must hold the primary encoder alone"
 

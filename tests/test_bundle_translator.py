@@ -13,6 +13,8 @@ import pytest
 import torch
 from conftest import BUNDLE, REPO, bundle, expr
 
+from monai_synpriv.utils import resolve_precision
+
 TINY = ["--ngf", "4", "--num_res_blocks", "1", "--image_size", "[32,32]"]
 
 
@@ -71,6 +73,7 @@ def test_train_logs_to_mlflow(trained):
     for name in ("loss_d_a", "loss_cycle_b", "loss_gan_ab"):  # every loss term per iteration
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == list(range(1, 9)), name
     assert run.data.params["lambda_cycle"] == "10.0" and run.data.params["contrast_b"] == "t2f"
+    assert run.data.params["precision"] == resolve_precision("auto", "cpu")  # the default, resolved
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     assert "images/translation_epoch002.png" in images
     top = [a.path for a in client.list_artifacts(run.info.run_id)]
