@@ -28,6 +28,11 @@ class AtomicDiskSaver(BaseSaveHandler):
     saving leaves the previous checkpoint intact and, at worst, a hidden temporary file (``.<name>.<random>.pt``)
     that checkpoint discovery ignores.
 
+    Why not ``ignite.handlers.DiskSaver(atomic=True)``: ignite 0.5.5's also writes to a temporary file and renames it,
+    but never calls ``fsync`` (a power loss after the rename can leave an empty checkpoint), cannot keep a fixed
+    file name such as ``model.pt``, raises on ``remove`` of a file that is already gone, and by default refuses a
+    folder that already holds ``.pt`` files (``require_empty``), which is every resume.
+
     Args:
         dirname: folder of the checkpoints (created if needed).
         filename: a fixed file name (e.g. ``model.pt``) instead of the name ignite proposes.
