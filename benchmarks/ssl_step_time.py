@@ -1,11 +1,16 @@
-"""Training-step time of the multi-branch SSL trainer: TriDeNT ([0, 0, 1]) against Siamese ([0, 0]) and privileged
+r"""Training-step time of the multi-branch SSL trainer: TriDeNT ([0, 0, 1]) against Siamese ([0, 0]) and privileged
 Siamese ([0, 1]) on the same batch, and images/s (primary images per second).
 
-    .venv/bin/python benchmarks/ssl_step_time.py [--device cuda] [--size 64] [--batch 32] [--depth 18]
+Usage::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/ssl_step_time.py [--device cuda] [--size 64] [--batch 32] \
+        [--depth 18] [--precision fp32|bf16|fp16|auto] [--repeats 5] [--out benchmarks/results]
 
 TriDeNT runs one more branch than Siamese; sharing the primary encoder lets its two primary views go through one
 batched forward pass, which the target (TriDeNT <= 1.6x Siamese) relies on. Writes ``ssl_step_time_<device>.json``
-and ``.md`` under ``--out``. Not part of the test suite.
+and ``.md`` under ``--out``. ``--precision`` (default fp32) is the trainer's ``precision=`` (autocast on CPU or
+CUDA, see ``monai_synpriv.utils.precision``); ``benchmarks/precision.py`` compares the precisions in one process.
+Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ import torch
 from monai_synpriv.engines import MultiBranchSSLTrainer
 from monai_synpriv.losses import MultiBranchVICRegLoss
 from monai_synpriv.networks import build_multibranch_resnet
-from monai_synpriv.utils import atomic_path, write_json_atomic
+from monai_synpriv.utils import atomic_path, resolve_precision, write_json_atomic
 
 VARIANTS = {"Siamese [0,0]": [0, 0], "privileged Siamese [0,1]": [0, 1], "TriDeNT [0,0,1]": [0, 0, 1]}
 
 
-def step_time(indices, size, batch, depth, dims, device, repeats, amp) -> float:
+def step_time(indices, size, batch, depth, dims, device, repeats, precision) -> float:
     torch.manual_seed(0)
     net = build_multibranch_resnet(2, indices, depth=depth, projector_dims=dims).to(device)
     keys = [f"view{k}" for k in range(len(indices))]
@@ -38,7 +43,7 @@ def step_time(indices, size, batch, depth, dims, device, repeats, amp) -> float:
         torch.optim.Adam(net.parameters(), 1e-4),
         MultiBranchVICRegLoss(),
         keys,
-        amp=amp,
+        precision=precision,
         decollate=False,
     )
 
@@ -64,13 +69,16 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=18)
     parser.add_argument("--projector", default="512,512,512", help="projector layer sizes")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--amp", action="store_true")
+    parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"], help="the trainer's precision"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     dims = tuple(int(v) for v in args.projector.split(","))
+    precision = resolve_precision(args.precision, args.device)
     rows = []
     for name, idx in VARIANTS.items():
-        t = step_time(idx, args.size, args.batch, args.depth, dims, args.device, args.repeats, args.amp)
+        t = step_time(idx, args.size, args.batch, args.depth, dims, args.device, args.repeats, precision)
         rows.append({"variant": name, "seconds_per_step": t, "primary_images_per_second": args.batch / t})
         print(f"{name}: {t:.3f} s/step", flush=True)
     base = rows[0]["seconds_per_step"]
@@ -78,7 +86,7 @@ def main() -> None:
         r["relative_to_siamese"] = r["seconds_per_step"] / base
     setting = (
         f"ResNet-{args.depth} 2D, {args.size} px, batch {args.batch}, projector {args.projector}, VICReg, "
-        f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, AMP {args.amp}; "
+        f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, precision {precision}; "
         f"medians of {args.repeats} steps after a warm-up"
     )
     table = ["| variant | s / step | x Siamese | primary images / s |", "|---|---|---|---|"]

@@ -1,11 +1,16 @@
-"""Speed of the vision-language pieces: a diffusion training step, DDIM sampling with classifier-free guidance (per
+r"""Speed of the vision-language pieces: a diffusion training step, DDIM sampling with classifier-free guidance (per
 image), and a ConVIRT step with the pretrained all-MiniLM-L6-v2 text encoder (upper 3 layers fine-tuned) and with the
 small from-scratch one.
 
-    .venv/bin/python benchmarks/vlp_speed.py [--device cuda] [--size 32] [--batch 32] [--steps 25]
+Usage::
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/vlp_speed.py [--device cuda] [--size 32] [--batch 32] \
+        [--steps 25] [--precision fp32|bf16|fp16|auto] [--repeats 5] [--out benchmarks/results]
 
 Settings default to the CPU quick profile of scripts/vlp_experiment.py (32 px, UNet 32-64-128, batch 32, 25 DDIM
-steps, captions of 40 tokens). Writes ``vlp_speed_<device>.json`` and ``.md`` under ``--out``. Not part of the tests.
+steps, captions of 40 tokens). ``--precision`` (default fp32) is the autocast of every forward pass, on CPU or CUDA
+(``monai_synpriv.utils.autocast``; losses and the sampler's updates stay fp32); ``benchmarks/precision.py`` compares
+the precisions in one process. Writes ``vlp_speed_<device>.json`` and ``.md`` under ``--out``. Not part of the tests.
 """
 
 from __future__ import annotations
@@ -22,7 +27,19 @@ from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
 from monai_synpriv.losses import ConVIRTLoss
 from monai_synpriv.networks import BertTextEncoder, DualEncoder, make_resnet_encoder
-from monai_synpriv.utils import atomic_path, write_json_atomic
+from monai_synpriv.utils import atomic_path, autocast, make_grad_scaler, resolve_precision, write_json_atomic
+
+
+def _backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler) -> None:
+    """Backward and step, through the gradient scaler in fp16 (``scaler`` is None otherwise)."""
+    opt.zero_grad()
+    if scaler is None:
+        loss.backward()
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
 
 
 def _median_time(fn, repeats: int, device: str) -> float:
@@ -40,7 +57,7 @@ def _median_time(fn, repeats: int, device: str) -> float:
     return statistics.median(times)
 
 
-def diffusion(size: int, batch: int, steps: int, device: str, repeats: int, amp: bool) -> tuple[float, float]:
+def diffusion(size: int, batch: int, steps: int, device: str, repeats: int, precision: str) -> tuple[float, float]:
     torch.manual_seed(0)
     net = DiffusionModelUNet(
         spatial_dims=2,
@@ -58,32 +75,35 @@ def diffusion(size: int, batch: int, steps: int, device: str, repeats: int, amp:
     inferer = DiffusionInferer(DDPMScheduler(1000))
     x = torch.rand(batch, 1, size, size, device=device) * 2 - 1
     ctx = torch.randn(batch, 1, 384, device=device)
+    scaler = make_grad_scaler(precision, device)
 
     def train_step() -> None:
         noise = torch.randn_like(x)
         t = torch.randint(0, 1000, (batch,), device=device)
-        with torch.autocast("cuda", enabled=amp):
-            loss = torch.nn.functional.mse_loss(inferer(x, net, noise, t, condition=ctx).float(), noise)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        with autocast(device, precision):
+            pred = inferer(x, net, noise, t, condition=ctx)
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        _backward_step(loss, opt, scaler)
 
     train = _median_time(train_step, repeats, device)
     sched = DDIMScheduler(1000)
     sched.set_timesteps(steps)
 
+    def model(*args, **kwargs) -> torch.Tensor:  # the network under autocast, the sampler's updates in fp32
+        with autocast(device, precision):
+            return net(*args, **kwargs).float()
+
     @torch.no_grad()
     def sample() -> None:
-        with torch.autocast("cuda", enabled=amp):
-            DiffusionInferer(sched).sample(
-                torch.randn(batch, 1, size, size, device=device), net, sched, conditioning=ctx, cfg=3.0, verbose=False
-            )
+        DiffusionInferer(sched).sample(
+            torch.randn(batch, 1, size, size, device=device), model, sched, conditioning=ctx, cfg=3.0, verbose=False
+        )
 
     per_image = _median_time(sample, max(1, repeats // 3), device) / batch
     return train, per_image
 
 
-def convirt(kind: str, size: int, batch: int, device: str, repeats: int, amp: bool) -> float:
+def convirt(kind: str, size: int, batch: int, device: str, repeats: int, precision: str) -> float:
     torch.manual_seed(0)
     if kind == "pretrained":
         text = BertTextEncoder.from_pretrained()
@@ -97,15 +117,14 @@ def convirt(kind: str, size: int, batch: int, device: str, repeats: int, amp: bo
     x = torch.rand(batch, 1, size, size, device=device)
     ids = torch.randint(5, text.vocab_size, (batch, 40), device=device)
     mask = torch.ones_like(ids)
+    scaler = make_grad_scaler(precision, device)
 
     def step() -> None:
         net.train()
-        with torch.autocast("cuda", enabled=amp):
+        with autocast(device, precision):
             u, v = net(x, ids, mask)
         loss = loss_fn(u.float(), v.float(), net.temperature)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        _backward_step(loss, opt, scaler)
 
     return _median_time(step, repeats, device)
 
@@ -117,11 +136,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--amp", action="store_true")
+    parser.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"], help="autocast of the forward passes"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    amp = args.amp and args.device.startswith("cuda")
-    train, per_image = diffusion(args.size, args.batch, args.steps, args.device, args.repeats, amp)
+    precision = resolve_precision(args.precision, args.device)
+    train, per_image = diffusion(args.size, args.batch, args.steps, args.device, args.repeats, precision)
     rows = [
         {"what": "diffusion training step (batch)", "seconds": train},
         {"what": f"DDIM sampling, {args.steps} steps, guidance 3 (per image)", "seconds": per_image},
@@ -130,14 +151,14 @@ def main() -> None:
         rows.append(
             {
                 "what": f"ConVIRT step, {kind} text encoder (batch)",
-                "seconds": convirt(kind, args.size, args.batch, args.device, args.repeats, amp),
+                "seconds": convirt(kind, args.size, args.batch, args.device, args.repeats, precision),
             }
         )
         print(rows[-1], flush=True)
     setting = (
         f"{args.size} px, batch {args.batch}, UNet 32-64-128 (attention at the two lower levels), ResNet-18 + "
         f"BERT text encoders, captions of 40 tokens, {args.device}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, AMP {amp}; medians after a warm-up"
+        f"{torch.get_num_threads()} threads, precision {precision}; medians after a warm-up"
     )
     md = (
         setting

@@ -5,7 +5,8 @@
 - ``fp32``: no autocast.
 - ``bf16``: ``torch.autocast(<device type>, dtype=torch.bfloat16)``; on a CPU with AMX-BF16 or AVX512-BF16 units
   convolutions and matrix products run on them (MONAI's own trainers autocast on CUDA only).
-- ``fp16``: ``torch.autocast(<device type>, dtype=torch.float16)`` with a gradient scaler per optimiser.
+- ``fp16``: ``torch.autocast(<device type>, dtype=torch.float16)`` with a gradient scaler per optimiser (a CUDA
+  choice: on a CPU without AMX-FP16 it is far slower than fp32, and asking for it there warns once).
 - ``auto``: bf16 on a CPU that has AMX-BF16 or AVX512-BF16 and on a CUDA device that supports bf16, fp32 otherwise.
 
 Weights stay in fp32 (autocast casts per operation); the callers compute their losses, norms and solves from
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,7 +97,20 @@ def resolve_precision(precision: str | Precision, device: torch.device | str) ->
         return Precision.FP32.value
     if value == Precision.BF16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ValueError(f"precision 'bf16' asked but {device} does not support bf16; use 'fp16' or 'auto'.")
+    if value == Precision.FP16 and device.type == "cpu":
+        _warn_fp16_on_cpu()
     return value
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_fp16_on_cpu() -> None:
+    # measured on this project's AMX-BF16 CPU (no AMX-FP16): fp16 autocast ran a CycleGAN iteration ~100x slower
+    # than fp32 (benchmarks/precision.py --fp16); it stays available, for CPUs with AMX-FP16 and for tests
+    warnings.warn(
+        "precision 'fp16' on CPU: PyTorch's CPU kernels in fp16 can be two orders of magnitude slower than fp32 "
+        "(docs/benchmarks.md); use 'bf16' or 'auto' on a CPU.",
+        stacklevel=3,
+    )
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
