@@ -335,3 +335,28 @@ def test_embeddings_honour_precision():
     emb16 = embed_items(net, items, pre, batch_size=3, precision="bf16", progress=False)
     assert torch.bfloat16 in probe.dtypes and emb16.dtype == np.float32
     assert np.allclose(emb16, emb32, atol=0.02) and not np.array_equal(emb16, emb32)
+
+
+def test_memory_format_follows_the_benchmark():
+    """channels_last only where benchmarks/precision.py measured a gain: 2D convolutions, bf16, CPU."""
+    from monai.networks.nets import resnet18
+
+    from monai_synpriv.utils import memory_format_for, to_device
+
+    net2d = resnet18(spatial_dims=2, n_input_channels=1, num_classes=4)
+    net3d = resnet18(spatial_dims=3, n_input_channels=1, num_classes=4)
+    assert memory_format_for(net2d, "cpu", "bf16") == torch.channels_last
+    assert memory_format_for(net2d, "cpu", "fp32") == torch.contiguous_format
+    assert memory_format_for(net3d, "cpu", "bf16") == torch.contiguous_format
+    assert memory_format_for(nn.Linear(4, 4), "cpu", "bf16") == torch.contiguous_format
+    x = _breast(4, 32)
+    with torch.no_grad():
+        ref = net2d.eval()(x)
+        moved = to_device(net2d, "cpu", "bf16")
+        assert moved.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(moved(x), ref, atol=1e-5)  # same values, another layout
+    state = moved.state_dict()  # a checkpoint of it loads into a contiguous network
+    fresh = resnet18(spatial_dims=2, n_input_channels=1, num_classes=4).eval()
+    fresh.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.allclose(fresh(x), ref, atol=1e-5)

@@ -35,7 +35,7 @@ from monai.utils import convert_to_tensor
 from torch import nn
 
 from ..utils.io import atomic_path, sha256_file
-from ..utils.precision import autocast
+from ..utils.precision import autocast, to_device
 
 __all__ = [
     "CONFIG_NAMES",
@@ -157,7 +157,7 @@ def embed_items(
     if not items:
         return np.zeros((0, 0), dtype=dtype)
     device = torch.device(device)
-    network = network.to(device).eval()
+    network = to_device(network, device, precision).eval()  # channels_last for 2D convolutions in bf16 on CPU
     loader = DataLoader(
         _IndexedDataset(items, transform=preprocessing),
         batch_size=batch_size,
