@@ -13,6 +13,35 @@ def test_resnet_generator_shapes(spatial_dims):
     assert 0 <= float(y.min()) and float(y.max()) <= 1  # sigmoid head
 
 
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_resnet_generator_resize_upsampling_has_no_checkerboard(spatial_dims):
+    """From a flat feature map, the up-sampling path of ``upsample="transpose"`` makes the period-2 checkerboard of
+    unevenly overlapping kernels; ``upsample="resize"`` (nearest x2 + convolution) keeps it flat. Same shapes, same
+    parameter count."""
+    torch.manual_seed(0)
+    nets = {
+        mode: CycleGANResNetGenerator(spatial_dims, 1, 1, channels=4, num_res_blocks=1, upsample=mode)
+        for mode in ("transpose", "resize")
+    }
+    assert len({sum(p.numel() for p in n.parameters()) for n in nets.values()}) == 1
+    x = torch.rand(1, 1, *([16] * spatial_dims))
+    assert nets["transpose"](x).shape == nets["resize"](x).shape == x.shape
+    spread = {}
+    for mode, net in nets.items():
+        layers = list(net.model)
+        ups = (torch.nn.Upsample, torch.nn.ConvTranspose2d, torch.nn.ConvTranspose3d)
+        first_up = next(i for i, m in enumerate(layers) if isinstance(m, ups))
+        up_path = torch.nn.Sequential(*layers[first_up:])
+        flat = torch.full((1, 16, *([4] * spatial_dims)), 0.7)  # the bottleneck's width (4 * 2**2) and a flat map
+        with torch.no_grad():
+            out = up_path(flat)
+        interior = out[(..., *[slice(4, -4)] * spatial_dims)]
+        spread[mode] = float(interior.max() - interior.min())
+    assert spread["resize"] < 1e-5 < 1e-3 < spread["transpose"], spread
+    with pytest.raises(ValueError, match="'bilinear'"):
+        CycleGANResNetGenerator(2, 1, 1, upsample="bilinear")
+
+
 def test_resnet_generator_matches_reference_size():
     # junyanz resnet_9blocks, ngf=64, 1 -> 1 channel: 11,365,633 parameters
     net = CycleGANResNetGenerator(2, 1, 1, channels=64, num_res_blocks=9)

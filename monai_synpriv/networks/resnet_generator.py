@@ -57,7 +57,8 @@ class _ResidualBlock(nn.Module):
 class CycleGANResNetGenerator(nn.Module):
     """
     ResNet generator of CycleGAN: a 7-wide stem, ``num_downsamplings`` strided convolutions, ``num_res_blocks``
-    residual blocks, as many transposed convolutions, and a 7-wide head. Reflection padding everywhere, instance
+    residual blocks, as many up-samplings (transposed convolutions, or resize + convolution with
+    ``upsample="resize"``), and a 7-wide head. Reflection padding everywhere, instance
     normalisation by default (so a batch can mix samples without changing any one result).
 
     Reference defaults (Zhu et al. 2017): ``channels=64``, ``num_res_blocks=9`` at 256 px, 6 at 128 px and below.
@@ -80,6 +81,10 @@ class CycleGANResNetGenerator(nn.Module):
         norm: normalisation, any MONAI norm name or ``(name, args)``; default instance norm without affine.
         dropout: dropout inside residual blocks (the reference uses 0 for CycleGAN).
         output_act: ``"sigmoid"`` (images in [0, 1], default), ``"tanh"`` (images in [-1, 1]) or None.
+        upsample: ``"transpose"`` (the reference: stride-2 transposed convolutions, which leave a checkerboard
+            pattern where their kernels overlap unevenly) or ``"resize"`` (nearest-neighbour x2, then a
+            reflection-padded 3-wide convolution: no uneven overlap, Odena et al. 2016). Same parameter count; the
+            state-dict keys of the two differ.
     """
 
     def __init__(
@@ -93,8 +98,11 @@ class CycleGANResNetGenerator(nn.Module):
         norm: str | tuple = ("instance", {"affine": False}),
         dropout: float = 0.0,
         output_act: str | None = "sigmoid",
+        upsample: str = "transpose",
     ) -> None:
         super().__init__()
+        if upsample not in ("transpose", "resize"):
+            raise ValueError(f"upsample must be 'transpose' or 'resize', got {upsample!r}.")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("channels", channels)):
@@ -128,8 +136,18 @@ class CycleGANResNetGenerator(nn.Module):
             ch *= 2
         layers += [_ResidualBlock(spatial_dims, ch, norm, bias, dropout) for _ in range(num_res_blocks)]
         for _ in range(num_downsamplings):
+            if upsample == "transpose":
+                up: list[nn.Module] = [
+                    conv_t(ch, ch // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias)
+                ]
+            else:
+                up = [
+                    nn.Upsample(scale_factor=2, mode="nearest"),
+                    reflection_pad(spatial_dims, 1),
+                    conv(ch, ch // 2, kernel_size=3, bias=bias),
+                ]
             layers += [
-                conv_t(ch, ch // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias),
+                *up,
                 get_norm_layer(norm, spatial_dims, ch // 2),
                 nn.ReLU(inplace=True),
             ]
