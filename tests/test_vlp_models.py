@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, minilm_package, require
+from conftest import DATA, minilm_package, require, tiny_diffusion_unet
 from torch import nn
 
 from monai_synpriv.data.text import TextTokenizer
@@ -39,26 +39,6 @@ def _tiny_text_encoder(vocab_size: int = 40, layers: int = 2, max_position: int 
     return BertTextEncoder(vocab_size, hidden_size=16, num_layers=layers, num_heads=2, max_position=max_position, **kw)
 
 
-def _tiny_unet(context_dim: int, perturb: bool = False) -> nn.Module:
-    from monai.networks.nets import DiffusionModelUNet
-
-    net = DiffusionModelUNet(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=1,
-        channels=(16, 32),
-        attention_levels=(False, True),
-        num_res_blocks=1,
-        norm_num_groups=8,
-        num_head_channels=16,
-        with_conditioning=True,
-        cross_attention_dim=context_dim,
-    )
-    if perturb:  # MONAI zero-initialises the output conv: make the untrained net depend on its inputs
-        with torch.no_grad():
-            for p in net.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-    return net
 
 
 @pytest.fixture
@@ -359,7 +339,7 @@ def test_diffusion_unet_learns_on_medpix(one_thread):
         reps = 4  # evaluation set: every image with 4 fixed (noise, timestep) draws
         eval_noise = torch.randn(8 * reps, 1, 32, 32, generator=g)
         eval_t = torch.randint(0, 1000, (8 * reps,), generator=g)
-        unet, scheduler = _tiny_unet(dim), DDPMScheduler(num_train_timesteps=1000)
+        unet, scheduler = tiny_diffusion_unet(dim), DDPMScheduler(num_train_timesteps=1000)
 
         def eval_mse() -> float:
             unet.eval()
@@ -425,7 +405,7 @@ def test_sampling_is_deterministic_and_batch_independent(one_thread):
 
     torch.manual_seed(0)
     dim = 8
-    unet = _tiny_unet(dim, perturb=True)
+    unet = tiny_diffusion_unet(dim, perturb=True)
     context = torch.randn(3, 1, dim)
 
     def draw(ctx, indices, seed):
@@ -465,7 +445,7 @@ class FakeConditioner:
 @pytest.fixture(scope="module")
 def generator_net() -> nn.Module:
     torch.manual_seed(0)
-    return _tiny_unet(8, perturb=True)
+    return tiny_diffusion_unet(8, perturb=True)
 
 
 SECTIONS = ["training", "training", "training", "validation", "test"]
