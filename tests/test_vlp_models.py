@@ -39,8 +39,6 @@ def _tiny_text_encoder(vocab_size: int = 40, layers: int = 2, max_position: int 
     return BertTextEncoder(vocab_size, hidden_size=16, num_layers=layers, num_heads=2, max_position=max_position, **kw)
 
 
-
-
 @pytest.fixture
 def one_thread():
     """Tiny networks gain nothing from a second intra-op thread, and on a busy 2-core machine OpenMP's waiting makes
