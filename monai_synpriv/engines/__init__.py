@@ -1,8 +1,9 @@
-"""MONAI ``Trainer`` subclasses on one mixed-precision base (:class:`MixedPrecisionTrainer`): image translation (CycleGAN, pix2pix), multi-branch self-supervised learning and the
+"""MONAI ``Trainer`` subclasses on one mixed-precision base (:class:`MixedPrecisionTrainer`): image translation (CycleGAN, CUT/FastCUT, pix2pix), multi-branch self-supervised learning and the
 contrastive autoencoder."""
 
 from .autoencoder_trainer import ContrastiveAutoEncoderTrainer
 from .base import MixedPrecisionTrainer, PrepareBatchKeys, TranslationTrainerBase
+from .cut_trainer import CUTTrainer
 from .cyclegan_trainer import CycleGANTrainer
 from .diffusion import ConditionDropoutPrepareBatch
 from .image_pool import ImagePool
@@ -15,6 +16,7 @@ from .supervised_trainer import MixedPrecisionSupervisedTrainer
 from .utils import image_as_target
 
 __all__ = [
+    "CUTTrainer",
     "ConditionDropoutPrepareBatch",
     "ConstantThenLinearDecay",
     "ContrastiveAutoEncoderTrainer",

@@ -76,6 +76,7 @@ class CycleGANTrainer(TranslationTrainerBase):
         "loss_cycle_b",
         "loss_identity_a",
         "loss_identity_b",
+        "loss_structure",
     )
 
     def __init__(
@@ -150,6 +151,8 @@ class CycleGANTrainer(TranslationTrainerBase):
             gen[K.REC_B],
             gen.get("idt_a"),
             gen.get("idt_b"),
+            fake_a=gen[K.FAKE_A],
+            fake_b=gen[K.FAKE_B],
         )
         loss_g = g_terms["total"]
         self.optimise(loss_g, self.g_optimizer, "g")

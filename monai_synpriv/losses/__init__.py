@@ -6,21 +6,27 @@ from .contrastive import CrossViewInfoNCELoss, MultiBranchBarlowTwinsLoss
 from .convirt import ConVIRTLoss
 from .cyclegan import CycleGANGeneratorLoss
 from .mae import MaskedPatchLoss
+from .patchnce import CUTGeneratorLoss, PatchNCELoss
 from .pix2pix import Pix2PixGeneratorLoss
+from .structure import MINDStructureLoss, mind_descriptor
 from .vicreg import MultiBranchVICRegLoss, vicreg_terms
 
 __all__ = [
+    "CUTGeneratorLoss",
     "ConVIRTLoss",
     "ContrastiveAutoEncoderLoss",
     "CrossViewInfoNCELoss",
     "CycleGANGeneratorLoss",
     "DiscriminatorLoss",
+    "MINDStructureLoss",
     "MaskedPatchLoss",
     "MultiBranchBarlowTwinsLoss",
     "MultiBranchVICRegLoss",
+    "PatchNCELoss",
     "Pix2PixGeneratorLoss",
     "gaussian_kl",
     "last_output",
     "make_adversarial_loss",
+    "mind_descriptor",
     "vicreg_terms",
 ]

@@ -10,6 +10,7 @@ from .multibranch import (
     build_multibranch_resnet,
     make_resnet_encoder,
 )
+from .patch_sampler import PatchSampleMLP
 from .resnet_generator import CycleGANResNetGenerator
 from .text_encoder import TEXT_POOLING, BertTextEncoder, default_pretrained_text_dir
 from .unet_generator import Pix2PixUNetGenerator
@@ -26,6 +27,7 @@ __all__ = [
     "MAE_POOLING",
     "MLPProjection",
     "MultiBranchSSLNet",
+    "PatchSampleMLP",
     "Pix2PixUNetGenerator",
     "ProjectionHead",
     "RESNET_FEATURES",

@@ -158,13 +158,59 @@ class CycleGANResNetGenerator(nn.Module):
             output_activation(output_act),
         ]
         self.model = nn.Sequential(*layers)
+        self.num_downsamplings = num_downsamplings
+        self.num_res_blocks = num_res_blocks
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate ``x`` of shape (B, in_channels, *spatial); every spatial size divisible by ``self.divisor``."""
+    def default_nce_layers(self) -> list[int]:
+        """Indices into ``self.model`` whose outputs CUT's PatchNCE loss reads by default: the padded input, the first
+        down-sampling convolution, the second down-sampling's normalisation and two residual blocks, the points of
+        the reference's ``nce_layers = 0,4,8,12,16`` for the 9-block generator (the residual points are clipped to
+        the blocks this generator has)."""
+        first_res = 4 + 3 * self.num_downsamplings
+        last_res = first_res + self.num_res_blocks - 1
+        layers = [0]
+        for down in range(min(self.num_downsamplings, 2)):
+            layers.append(4 + 4 * down)
+        if self.num_res_blocks:
+            layers += sorted({min(first_res + 2, last_res), min(first_res + 6, last_res)})
+        return layers
+
+    @torch.jit.unused
+    def encode(self, x: torch.Tensor, layers: list[int]) -> list[torch.Tensor]:
+        """The outputs of ``self.model[i]`` for every ``i`` in ``layers`` (ascending, unique), running only as far as
+        the deepest one: the encoder features of CUT's PatchNCE loss."""
+        self._check_size(x)
+        if not layers or sorted(set(layers)) != list(layers) or layers[0] < 0 or layers[-1] >= len(self.model):
+            raise ValueError(
+                f"layers must be unique ascending indices in [0, {len(self.model) - 1}], got {list(layers)}."
+            )
+        feats, wanted = [], set(layers)
+        for i, layer in enumerate(self.model):
+            x = layer(x)
+            if i in wanted:
+                feats.append(x)
+            if i == layers[-1]:
+                break
+        return feats
+
+    @torch.jit.unused
+    def feature_channels(self, layers: list[int]) -> list[int]:
+        """Channel count of each feature map :meth:`encode` returns for ``layers`` (read from a tiny forward pass)."""
+        param = next(self.parameters())
+        size = max(self.divisor * 2, 8)
+        x = torch.zeros(1, self.model[1].in_channels, *([size] * self.spatial_dims), device=param.device)
+        with torch.no_grad():
+            return [int(f.shape[1]) for f in self.encode(x, layers)]
+
+    def _check_size(self, x: torch.Tensor) -> None:
         for size in x.shape[2:]:
             if size % self.divisor != 0:
                 raise ValueError(
                     f"CycleGANResNetGenerator: spatial size {list(x.shape[2:])} must be divisible by "
                     f"{self.divisor} (2 ** num_downsamplings); pad or resize the input (e.g. DivisiblePadd)."
                 )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Translate ``x`` of shape (B, in_channels, *spatial); every spatial size divisible by ``self.divisor``."""
+        self._check_size(x)
         return self.model(x)
