@@ -493,3 +493,71 @@ def test_pix2pix_overlay_trains_and_translates(tmp_path, slice_datalist):
     )
     paired = json.loads((tmp_path / "infer" / "synthetic" / "paired_datalist.json").read_text())
     assert len(paired["training"]) == 2 and all(os.path.exists(e["privileged"]) for e in paired["training"])
+
+
+def test_one_new_subject_is_scored_by_documented_overrides(trained, tmp_path, multicontrast_dir):
+    """docs/translator.md step 7 for a user's own aligned subject: a folder holding one subject is held out whole
+    (inference and scoring need no training subject), the record names the contrast given, and nothing is written
+    outside --output_dir and --cache_dir."""
+    own = tmp_path / "my_patients"
+    own.mkdir()
+    (own / "patient01").symlink_to(multicontrast_dir / "TCGA-FG-6692", target_is_directory=True)
+    out = tmp_path / "score"
+    bundle(
+        "run", "--config_file", "['configs/inference.json','configs/evaluate.json']", "--bundle_root", str(BUNDLE),
+        *TINY, "--max_items", "6", "--ckpt_dir", str(trained["root"] / "models"), "--dataset_dir", str(own),
+        "--contrast_b", "t2w", "--cache_dir", str(tmp_path / "cache"), "--output_dir", expr(out),
+    )  # fmt: skip
+    result = json.loads((out / "metrics" / "translation_metrics.json").read_text())
+    assert result["contrast_b"] == "t2w" and result["num_iterations"] > 0
+    m = result["metrics"]
+    # background inflates whole-frame SSIM: the foreground figure of the intensity-matched input is lower
+    assert 0 < m["baseline_hist_fg_ssim"] < m["baseline_hist_ssim"] <= 1
+    assert "fg_ssim_vs_baseline_hist_fg_ssim" in result["comparison"]
+    prepared = json.loads(next((tmp_path / "cache").glob("translation_t1c_to_t2w_*.json")).read_text())
+    assert prepared["params"]["heldout_subjects"] == ["patient01"] and prepared["training_a"] == []
+    assert not (BUNDLE / "eval").exists(), "scoring wrote into the repository"
+
+
+def test_volumes_given_to_2d_inference_fail_naming_the_file(trained, tmp_path):
+    vol = tmp_path / "volumes"
+    vol.mkdir()
+    nib.save(nib.Nifti1Image(np.random.rand(16, 16, 16).astype(np.float32), np.eye(4)), str(vol / "scan_07.nii.gz"))
+    proc = bundle(
+        "run", "--config_file", "configs/inference.json", "--bundle_root", str(BUNDLE), *TINY,
+        "--ckpt_dir", str(trained["root"] / "models"), "--input_datalist", str(vol), "--input_key", "image",
+        "--output_dir", expr(tmp_path / "out"), check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "scan_07.nii.gz has 3 spatial dimensions" in proc.stderr and "inference_3d.json" in proc.stderr
+    assert not (tmp_path / "out" / "synthetic" / "scan_07.nii.gz").exists()
+
+
+@pytest.mark.parametrize("variant", ["cut", "fastcut"])
+def test_cut_overlay_trains_resumes_and_translates(tmp_path, slice_datalist, variant):
+    """train_cut.json (and train_fastcut.json on top) as users run them: MLflow params and PatchNCE history, the
+    exported generator translates with the plain inference.json, and --resume continues at the saved epoch."""
+    configs = ["configs/train.json", "configs/train_cut.json"] + (["configs/train_fastcut.json"] if variant == "fastcut" else [])
+    config = "[" + ",".join(f"'{c}'" for c in configs) + "]"
+    models, cache = tmp_path / "models", slice_datalist.parent
+    common = ["run", "--config_file", config, "--bundle_root", str(BUNDLE), *TINY, "--ndf", "4", "--num_patches", "32",
+              "--max_items", "16", "--ckpt_dir", str(models), "--output_dir", expr(tmp_path / "train"),
+              "--cache_dir", str(cache), "--epochs_decay", "0"]  # fmt: skip
+    bundle(*common, "--epochs_constant", "1", "--tracking", "mlflow")
+    client, run = _client(tmp_path / "train" / "mlruns.db")
+    assert run.data.params["method"] == variant and run.data.params["nce_idt"] == str(variant == "cut")
+    history = client.get_metric_history(run.info.run_id, "loss_nce")
+    assert len(history) == 4 and all(np.isfinite(h.value) and h.value > 0 for h in history)  # 16 slices / batch 4
+    ckpt = torch.load(models / "checkpoint_epoch=1.pt", weights_only=True)
+    assert {"generator", "discriminator", "patch_mlp", "g_optimizer", "trainer"} <= set(ckpt)
+    assert not any(k.startswith("g_ba") for k in ckpt)  # one generator: no inverse
+
+    proc = bundle(*common, "--epochs_constant", "2", "--resume", "True")
+    log = proc.stdout + proc.stderr
+    assert "Restored all variables from" in log and "checkpoint_epoch=1.pt" in log
+    assert "Epoch[2] Complete" in log and "Epoch[1] Complete" not in log
+    assert torch.load(models / "checkpoint_epoch=2.pt", weights_only=True)["trainer"]["iteration"] == 8
+
+    bundle("run", "--config_file", "configs/inference.json", "--bundle_root", str(BUNDLE), *TINY, "--max_items", "2",
+           "--ckpt_dir", str(models), "--cache_dir", str(cache), "--output_dir", expr(tmp_path / "inf"))  # fmt: skip
+    assert len(list((tmp_path / "inf" / "synthetic").rglob("*.nii.gz"))) == 2

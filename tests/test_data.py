@@ -217,3 +217,14 @@ def test_prepare_medmnist_writes_official_splits(tmp_path):
     assert first["label"] == int(ref["test_labels"][0][0])
     with pytest.raises(FileNotFoundError, match="nothing.npz"):
         prepare_medmnist(tmp_path / "nothing.npz", tmp_path)
+
+
+def test_split_subjects_holds_out_every_subject_only_for_scoring():
+    from monai_synpriv.data import split_subjects
+
+    with pytest.raises(ValueError, match="no training subject left"):
+        split_subjects(["s1"], heldout=["s1"])
+    with pytest.raises(ValueError, match=r"between 1 and 0 for the 1 subject\(s\) \['s1'\]"):
+        split_subjects(["s1"])
+    assert split_subjects(["s1"], require_train=False) == ([], ["s1"])
+    assert split_subjects(["s1", "s2"], n_heldout=2, require_train=False) == ([], ["s1", "s2"])

@@ -25,11 +25,14 @@ def check_images(
     max_checked: int | None = None,
     name: str = "",
     progress: bool = True,
+    hint: str = "",
 ) -> dict:
     """
     Check ``items[*][key]``: the list is not empty, every file exists, and (for up to ``max_checked`` files, all by
     default) the image loads, has ``spatial_dims`` spatial dimensions and ``channels`` channels (after MONAI's
     channel-first convention), and has finite, non-constant values.
+
+    ``hint`` is appended to a spatial-dimension error (e.g. which config handles the other case).
 
     Returns:
         a summary: ``{"count", "spatial_dims", "channels", "shape"}`` of the first image.
@@ -59,7 +62,7 @@ def check_images(
         if spatial_dims is not None and sd != spatial_dims:
             raise InputDataError(
                 f"{where}key {key!r}: {path} has {sd} spatial dimensions (shape {tuple(img.shape)}), "
-                f"expected {spatial_dims}."
+                f"expected {spatial_dims}.{' ' + hint if hint else ''}"
             )
         if channels is not None and ch != channels:
             raise InputDataError(

@@ -48,8 +48,14 @@ def list_subjects(dataset_dir: str | os.PathLike, contrasts: tuple[str, ...] = C
     return subjects
 
 
-def split_subjects(subjects: list[str], heldout: list[str] | None = None, n_heldout: int = 1):
-    """Split by subject: ``heldout`` names them, else the last ``n_heldout`` in sorted order are held out."""
+def split_subjects(
+    subjects: list[str], heldout: list[str] | None = None, n_heldout: int = 1, require_train: bool = True
+):
+    """Split by subject: ``heldout`` names them, else the last ``n_heldout`` in sorted order are held out.
+
+    ``require_train=False`` (inference and scoring, which only read the held-out pairs) lets every subject be held
+    out, e.g. the one new subject of a user's own folder."""
+    spare = 1 if require_train else 0
     if heldout:
         unknown = sorted(set(heldout) - set(subjects))
         if unknown:
@@ -57,11 +63,16 @@ def split_subjects(subjects: list[str], heldout: list[str] | None = None, n_held
         train = [s for s in subjects if s not in heldout]
         test = [s for s in subjects if s in heldout]
     else:
-        if not 0 < n_heldout < len(subjects):
-            raise ValueError(f"n_heldout must be between 1 and {len(subjects) - 1}, got {n_heldout}.")
+        if not 0 < n_heldout <= len(subjects) - spare:
+            raise ValueError(
+                f"n_heldout must be between 1 and {len(subjects) - spare} for the {len(subjects)} subject(s) "
+                f"{subjects}, got {n_heldout}."
+            )
         train, test = subjects[:-n_heldout], subjects[-n_heldout:]
-    if not train:
-        raise ValueError("no training subject left after holding out: hold out fewer subjects.")
+    if not train and require_train:
+        raise ValueError(
+            f"no training subject left after holding out {test}: hold out fewer subjects (training needs at least one)."
+        )
     return train, test
 
 
@@ -73,14 +84,16 @@ def multicontrast_volume_datalist(
     n_heldout: int = 1,
     key_a: str = "A",
     key_b: str = "B",
+    require_train: bool = True,
 ) -> dict[str, list[dict]]:
     """Volume-level datalist (3D translation): ``training_a``/``training_b`` from the training subjects (used
-    unpaired), ``validation`` = aligned pairs of the held-out subjects."""
+    unpaired), ``validation`` = aligned pairs of the held-out subjects (``require_train``: see
+    :func:`split_subjects`)."""
     for c in (contrast_a, contrast_b):
         if c not in CONTRASTS:
             raise ValueError(f"unknown contrast {c!r}; choose from {CONTRASTS}.")
     root = Path(dataset_dir)
-    train, test = split_subjects(list_subjects(root, (contrast_a, contrast_b)), heldout, n_heldout)
+    train, test = split_subjects(list_subjects(root, (contrast_a, contrast_b)), heldout, n_heldout, require_train)
 
     def path(s: str, c: str) -> str:
         return str(root / s / f"{c}.nii.gz")
@@ -103,6 +116,7 @@ def prepare_multicontrast_slices(
     min_foreground: float = 0.1,
     key_a: str = "A",
     key_b: str = "B",
+    require_train: bool = True,
 ) -> str:
     """
     Build the 2D translation datalist from the multi-contrast volumes and return its path.
@@ -112,13 +126,14 @@ def prepare_multicontrast_slices(
     NIfTI under ``cache_dir``. The datalist has ``training_a`` and ``training_b`` (training subjects, used unpaired),
     ``validation`` (aligned pairs of the held-out subjects, never seen in training) and ``params``; paths are relative
     to the JSON (read it with :func:`load_image_list` / :func:`load_datalist_section`). A second call with the same
-    parameters reuses the cache.
+    parameters reuses the cache. ``require_train=False`` (what inference and scoring pass) allows holding out every
+    subject, e.g. to score one new subject (:func:`split_subjects`).
     """
     cache = Path(cache_dir)
     out_json = cache / f"translation_{contrast_a}_to_{contrast_b}_axis{axis}.json"
     root = Path(dataset_dir)
     subjects = list_subjects(root, (contrast_a, contrast_b))
-    train, test = split_subjects(subjects, heldout, n_heldout)
+    train, test = split_subjects(subjects, heldout, n_heldout, require_train)
     params = {
         "dataset_dir": str(root.resolve()),
         "contrast_a": contrast_a,

@@ -24,7 +24,8 @@ class MetricsJSONWriter:
     """
     At ``COMPLETED``, write ``engine.state.metrics`` to ``path`` (atomically), with ``extra`` fields, and a
     comparison of every metric ``m`` that has a ``<baseline_prefix>m`` partner: the difference and whether the
-    method is better (``lower_is_better`` names metrics where lower wins, e.g. MAE).
+    method is better (``lower_is_better`` names metrics where lower wins, e.g. MAE). Baselines are named
+    ``<baseline_prefix><kind>_<metric>`` with no underscore in ``kind`` (``baseline_hist_fg_ssim``).
     """
 
     def __init__(
@@ -50,7 +51,12 @@ class MetricsJSONWriter:
         for name, value in metrics.items():
             if name.startswith(self.baseline_prefix):
                 continue
-            partners = [n for n in metrics if n.startswith(self.baseline_prefix) and n.rsplit("_", 1)[-1] == name]
+            # baselines are named <prefix><kind>_<metric> (baseline_hist_fg_ssim): the kind holds no underscore
+            partners = [
+                n
+                for n in metrics
+                if n.startswith(self.baseline_prefix) and n[len(self.baseline_prefix) :].partition("_")[2] == name
+            ]
             for base_name in partners:
                 base = metrics[base_name]
                 better = value < base if name.lower() in self.lower_is_better else value > base
