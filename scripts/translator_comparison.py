@@ -113,17 +113,70 @@ def evaluate(model: str, target: str, out: Path, data: Path, cache: Path) -> dic
     return json.loads(metrics.read_text())
 
 
+def downstream_subset(out: Path, data_root: Path, n: int, seed: int = 0) -> Path:
+    """A seeded random subset of the brain-tumour training images (the method's downstream set, no aligned target),
+    as a datalist JSON with absolute paths."""
+    import random
+
+    from monai_synpriv.data import load_image_list, prepare_brain_tumor_mri
+
+    path = out / f"downstream_{n}_seed{seed}.json"
+    if not path.is_file():
+        dl = prepare_brain_tumor_mri(data_root / "brain_tumor_mri_4class", out / "cache" / "brain_tumor")
+        items = load_image_list(dl, key="image", section="training", source_key="image")
+        items = random.Random(seed).sample(items, min(n, len(items)))
+        path.write_text(json.dumps({"training": [{"image": i["image"], "label": i["label"]} for i in items]}, indent=1))
+    return path
+
+
+def frechet(model: str, target: str, out: Path, data: Path, cache: Path, subset: Path) -> dict:
+    """Translate the downstream subset with the model, then the Frechet distance of the synthetic images to the
+    real ``target`` slices of all multi-contrast subjects, with the real-vs-real floor and the untranslated input."""
+    from monai_synpriv.data import load_image_list
+    from monai_synpriv.evaluation import translation_frechet_report
+
+    _, overrides, inference = MODELS[model]
+    overrides = {**overrides, **{k: v for k, v in SETTINGS.items() if k in NET_KEYS}}
+    run_dir = out / target / model
+    report_path = run_dir / "downstream" / "frechet.json"
+    if report_path.is_file():
+        return json.loads(report_path.read_text())
+    syn_dir = run_dir / "downstream"
+    cfgs = ["inference.json", *([inference] if inference else [])]
+    args = ["--config_file", _config_list(cfgs), *_common(target, data, cache, overrides)]
+    args += ["--ckpt_dir", str(run_dir / "models"), "--output_dir", f"$'{syn_dir}'", "--input_datalist", str(subset),
+             "--input_section", "training", "--input_key", "image", "--to_grayscale", "True",
+             "--normalize_inputs", "True"]  # fmt: skip
+    _run(args, run_dir / "downstream.log")
+    pairs = json.loads((syn_dir / "synthetic" / "paired_datalist.json").read_text())
+    section = next(k for k, v in pairs.items() if isinstance(v, list))
+    synthetic = [str((syn_dir / "synthetic" / i["privileged"]).resolve()) if not os.path.isabs(i["privileged"])
+                 else i["privileged"] for i in pairs[section]]  # fmt: skip
+    untranslated = [i["image"] for i in json.loads(subset.read_text())["training"]]
+    prepared = next(cache.glob(f"translation_t1c_to_{target}_axis2.json"))
+    real = [i["B"] for s in ("training_b", "validation") for i in load_image_list(prepared, key="B", section=s, source_key="B")]
+    report = translation_frechet_report(synthetic, real, untranslated=untranslated)
+    report_path.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _fd(report: dict | None) -> str:
+    if not report:
+        return "-"
+    return f"{report['fd_synthetic']:.2f} ({report['fd_floor']:.2f}, {report.get('fd_untranslated', float('nan')):.2f})"
+
+
 def _table(results: list[dict]) -> str:
     head = (
-        "| target | model | SSIM | foreground SSIM | PSNR dB | MAE | train min |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "| target | model | SSIM | foreground SSIM | PSNR dB | MAE | train min | FD downstream (floor, input) |\n"
+        "|---|---|---|---|---|---|---|---|\n"
     )
     rows, baselines = [], {}
     for r in results:
         m = r["metrics"]
         rows.append(
             f"| {r['target']} | {r['model']} | {m['ssim']:.3f} | {m.get('fg_ssim', float('nan')):.3f} | "
-            f"{m['psnr']:.2f} | {m['mae']:.4f} | {r['train_seconds'] / 60:.1f} |"
+            f"{m['psnr']:.2f} | {m['mae']:.4f} | {r['train_seconds'] / 60:.1f} | {_fd(r.get('frechet'))} |"
         )
         baselines[r["target"]] = m
     for target, m in baselines.items():
@@ -131,7 +184,7 @@ def _table(results: list[dict]) -> str:
             rows.append(
                 f"| {target} | input, {b}-matched | {m[f'baseline_{b}_ssim']:.3f} | "
                 f"{m.get(f'baseline_{b}_fg_ssim', float('nan')):.3f} | {m[f'baseline_{b}_psnr']:.2f} | "
-                f"{m[f'baseline_{b}_mae']:.4f} | - |"
+                f"{m[f'baseline_{b}_mae']:.4f} | - | - |"
             )
     return head + "\n".join(rows) + "\n"
 
@@ -143,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", nargs="+", default=["t2w", "t2f"])
     p.add_argument("--models", nargs="+", default=["cut", "cyclegan", "fastcut", "pix2pix", "cut_mind"])
     p.add_argument("--stage", choices=["train", "evaluate", "all"], default="all")
+    p.add_argument("--frechet", type=int, default=0, metavar="N",
+                   help="also translate N random downstream brain-tumour images and report the Frechet distance")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="bundle overrides for every model")
     a = p.parse_args(argv)
     for item in a.set:
@@ -172,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[comparison] {target}/{model} not trained yet: skipped", flush=True)
                     continue
                 metrics = evaluate(model, target, out, a.data, cache)
-                results.append({**json.loads(timing.read_text()), "metrics": metrics["metrics"]})
+                row = {**json.loads(timing.read_text()), "metrics": metrics["metrics"]}
+                if a.frechet:
+                    subset = downstream_subset(out, a.data.parent, a.frechet)
+                    row["frechet"] = frechet(model, target, out, a.data, cache, subset)
+                results.append(row)
                 print(f"[comparison] {target}/{model}: {metrics['metrics']}", flush=True)
     if results:
         (out / "comparison.json").write_text(json.dumps(results, indent=2))

@@ -43,3 +43,18 @@ def test_metrics_json_pairs_each_metric_with_its_own_baseline(tmp_path):
     assert comparison["fg_ssim_vs_baseline_hist_fg_ssim"]["method_better"] is True
     assert comparison["ssim_vs_baseline_hist_ssim"]["method_better"] is False
     assert comparison["mae_vs_baseline_linear_mae"]["method_better"] is True
+
+
+def test_frechet_report_separates_contrasts_on_real_slices(slice_datalist):
+    """On the real slices (T1c and FLAIR of the training subjects): FLAIR is far closer to the other half of the FLAIR
+    slices than T1c is, the floor (real vs real) is the smallest, and the feature space is the same in every call."""
+    from monai_synpriv.data import load_image_list
+    from monai_synpriv.evaluation import FixedRandomFeatures, translation_frechet_report
+
+    flair = [i["B"] for i in load_image_list(slice_datalist, key="B", section="training_b", source_key="B")][::3]
+    t1c = [i["A"] for i in load_image_list(slice_datalist, key="A", section="training_a", source_key="A")][::3]
+    wrong = translation_frechet_report(t1c, flair, untranslated=flair[::-1], image_size=64)
+    assert wrong["fd_floor"] < 0.5 * wrong["fd_synthetic"], wrong  # T1c is not FLAIR
+    assert wrong["fd_untranslated"] < 0.5 * wrong["fd_synthetic"], wrong  # FLAIR itself is
+    x = torch.rand(2, 1, 32, 32)
+    assert torch.equal(FixedRandomFeatures()(x), FixedRandomFeatures()(x))

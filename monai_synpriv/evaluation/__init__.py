@@ -12,10 +12,14 @@ from .clustering import (
 )
 from .generative import density_coverage, frechet_distance, knn_radii, precision_recall
 from .probes import classification_metrics, error_reduction, extract_features, knn_probe, linear_probe, mlp_probe
+from .translation_fd import FixedRandomFeatures, image_features, translation_frechet_report
 from .retrieval import TIE_RULES, image_text_agreement, retrieval_ranks, retrieval_recall, similarity_matrix
 
 __all__ = [
     "CLUSTER_METHODS",
+    "FixedRandomFeatures",
+    "image_features",
+    "translation_frechet_report",
     "ClusterModel",
     "FEATURE_NORMALIZATIONS",
     "TIE_RULES",
