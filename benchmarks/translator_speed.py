@@ -66,14 +66,16 @@ def _sync(device: str) -> None:
 
 
 def our_step(
-    spatial_dims: int, size: int, batch: int, ngf: int, blocks: int, device: str, precision: str
+    spatial_dims: int, size: int, batch: int, ngf: int, blocks: int, device: str, precision: str,
+    upsample: str = "transpose",
 ) -> Callable[[], None]:
     """One full iteration of our ``CycleGANTrainer`` at ``precision`` on random tensors, as a callable."""
     torch.manual_seed(0)
     shape = (batch, 1, *([size] * spatial_dims))
     data = [{"A": torch.rand(shape), "B": torch.rand(shape)}]
     g_ab, g_ba = (
-        CycleGANResNetGenerator(spatial_dims, 1, 1, channels=ngf, num_res_blocks=blocks).to(device) for _ in range(2)
+        CycleGANResNetGenerator(spatial_dims, 1, 1, channels=ngf, num_res_blocks=blocks, upsample=upsample).to(device)
+        for _ in range(2)
     )
     d_a, d_b = (PatchDiscriminator(spatial_dims, ngf, 1, num_layers_d=3, norm="INSTANCE").to(device) for _ in range(2))
     g_opt = torch.optim.Adam(itertools.chain(g_ab.parameters(), g_ba.parameters()), 2e-4, betas=(0.5, 0.999))
