@@ -36,13 +36,17 @@ SMALL["contrastive_ae_clustering"] = ["--batch_size", "8", "--max_epochs", "2", 
 SMALL["contrastive_ae_clustering"] += ["--max_items", "64", "--channels", "[8,16,16]"]
 SMALL["pix2pix"] = SMALL["unpaired_translator"][:4] + ["--num_downs", "5", "--batch_size", "2"]
 SMALL["pix2pix"] += ["--epochs_constant", "1", "--epochs_decay", "1", "--epoch_length", "3", "--max_items", "32"]
+SMALL["cut"] = SMALL["unpaired_translator"] + ["--num_patches", "32"]
 LOSS = {
+    "cut": "epoch_loss_g",
     "multimodal_ssl": "epoch_loss",
     "unpaired_translator": "epoch_loss_g",
     "pix2pix": "epoch_loss_g",
     "contrastive_ae_clustering": "epoch_loss",
 }
 CONFIGS = {
+    "cut": "['configs/train.json','configs/train_cut.json','configs/multi_gpu_train.json',"
+    "'configs/multi_gpu_train_cut.json']",
     "multimodal_ssl": "['configs/train.json','configs/multi_gpu_train.json']",
     "unpaired_translator": "['configs/train.json','configs/multi_gpu_train.json']",
     "contrastive_ae_clustering": "['configs/train.json','configs/multi_gpu_train.json']",
@@ -57,11 +61,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", ["multimodal_ssl", "unpaired_translator", "pix2pix", "contrastive_ae_clustering"])
+@pytest.mark.parametrize("name", ["multimodal_ssl", "unpaired_translator", "pix2pix", "cut", "contrastive_ae_clustering"])
 def test_two_process_gloo_run(tmp_path, request, name):
     import mlflow
 
-    root = REPO / "bundles" / ("unpaired_translator" if name == "pix2pix" else name)
+    root = REPO / "bundles" / ("unpaired_translator" if name in ("pix2pix", "cut") else name)
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}"]
