@@ -160,6 +160,20 @@ def frechet(model: str, target: str, out: Path, data: Path, cache: Path, subset:
     return report
 
 
+def epoch_seconds(log: Path) -> tuple[float, float]:
+    """(sum, median) of the per-epoch times ignite logged in ``log`` ("Epoch[N] Complete. Time taken: HH:MM:SS.f"),
+    counting each epoch once (its last record): the training time without start-up, also across a resume."""
+    import re
+    import statistics
+
+    times: dict[int, float] = {}
+    for m in re.finditer(r"Epoch\[(\d+)\] Complete\. Time taken: (\d+):(\d+):([\d.]+)", log.read_text()):
+        times[int(m[1])] = int(m[2]) * 3600 + int(m[3]) * 60 + float(m[4])
+    if not times:
+        return float("nan"), float("nan")
+    return sum(times.values()), statistics.median(times.values())
+
+
 def _fd(report: dict | None) -> str:
     if not report:
         return "-"
@@ -168,7 +182,7 @@ def _fd(report: dict | None) -> str:
 
 def _table(results: list[dict]) -> str:
     head = (
-        "| target | model | SSIM | foreground SSIM | PSNR dB | MAE | train min | FD downstream (floor, input) |\n"
+        "| target | model | SSIM | foreground SSIM | PSNR dB | MAE | train min (median s/epoch) | FD downstream (floor, input) |\n"
         "|---|---|---|---|---|---|---|---|\n"
     )
     rows, baselines = [], {}
@@ -176,7 +190,8 @@ def _table(results: list[dict]) -> str:
         m = r["metrics"]
         rows.append(
             f"| {r['target']} | {r['model']} | {m['ssim']:.3f} | {m.get('fg_ssim', float('nan')):.3f} | "
-            f"{m['psnr']:.2f} | {m['mae']:.4f} | {r['train_seconds'] / 60:.1f} | {_fd(r.get('frechet'))} |"
+            f"{m['psnr']:.2f} | {m['mae']:.4f} | {r['train_seconds'] / 60:.1f} ({r.get('median_epoch_seconds', float('nan')):.0f}) | "
+            f"{_fd(r.get('frechet'))} |"
         )
         baselines[r["target"]] = m
     for target, m in baselines.items():
@@ -228,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 metrics = evaluate(model, target, out, a.data, cache)
                 row = {**json.loads(timing.read_text()), "metrics": metrics["metrics"]}
+                total, median = epoch_seconds(out / target / model / "train.log")
+                row.update(train_seconds=round(total, 1), median_epoch_seconds=round(median, 1))
                 if a.frechet:
                     subset = downstream_subset(out, a.data.parent, a.frechet)
                     row["frechet"] = frechet(model, target, out, a.data, cache, subset)
