@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from monai.engines import Trainer
-from monai.engines.utils import PrepareBatch, default_metric_cmp_fn
+from monai.engines.utils import IterationEvents, PrepareBatch, default_metric_cmp_fn
 from monai.engines.workflow import Workflow
 from monai.utils import IgniteInfo, min_version, optional_import
 from torch.optim.optimizer import Optimizer
@@ -245,7 +245,7 @@ class MixedPrecisionTrainer(Trainer):
 
 
 class TranslationTrainerBase(MixedPrecisionTrainer):
-    """The base of the translation trainers (CycleGAN, pix2pix): a generator optimiser and a discriminator optimiser
+    """The base of the translation trainers (CycleGAN, CUT, pix2pix): a generator optimiser and a discriminator optimiser
     (one gradient scaler each in fp16), two batch keys read by a :class:`PrepareBatchKeys` and
     :class:`TranslationIterationEvents`. Subclasses implement ``_iteration``.
 
@@ -286,6 +286,17 @@ class TranslationTrainerBase(MixedPrecisionTrainer):
         return PrepareBatchKeys(
             (self.key_a, self.key_b), type(self).__name__, "set key_a/key_b to the keys of your two domains."
         )
+
+    def _publish(
+        self, engine: Workflow, output: dict[str, torch.Tensor], g_terms: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """End an iteration: add the generator's loss terms (detached, prefixed ``loss_``, without ``total``) to
+        ``output``, make it ``engine.state.output`` and fire ``IterationEvents.MODEL_COMPLETED`` (MONAI then
+        decollates it for its default handlers)."""
+        output.update({f"loss_{name}": value.detach() for name, value in g_terms.items() if name != "total"})
+        engine.state.output = output
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
 
     def _get_pair(self, batchdata: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """The two domains' tensors of a batch, on the engine's device, through ``prepare_batch``."""

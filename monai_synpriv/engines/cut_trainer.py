@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
-from monai.engines.utils import IterationEvents
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -189,7 +188,4 @@ class CUTTrainer(TranslationTrainerBase):
             K.LOSS_G: loss_g.detach(),
             K.LOSS_D: loss_d.detach(),
         }
-        output.update({f"loss_{name}": value.detach() for name, value in terms.items() if name != "total"})
-        engine.state.output = output
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return engine.state.output
+        return self._publish(engine, output, terms)

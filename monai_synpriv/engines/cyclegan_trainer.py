@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from monai.engines.utils import IterationEvents
 from torch import nn
 from torch.optim.optimizer import Optimizer
 from torch.utils.data import DataLoader
@@ -184,7 +183,4 @@ class CycleGANTrainer(TranslationTrainerBase):
             K.LOSS_D_A: loss_d_a.detach(),
             K.LOSS_D_B: loss_d_b.detach(),
         }
-        output.update({f"loss_{name}": value.detach() for name, value in g_terms.items() if name != "total"})
-        engine.state.output = output
-        engine.fire_event(IterationEvents.MODEL_COMPLETED)
-        return engine.state.output
+        return self._publish(engine, output, g_terms)
