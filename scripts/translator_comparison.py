@@ -154,8 +154,10 @@ def frechet(model: str, target: str, out: Path, data: Path, cache: Path, subset:
                  else i["privileged"] for i in pairs[section]]  # fmt: skip
     untranslated = [i["image"] for i in json.loads(subset.read_text())["training"]]
     prepared = next(cache.glob(f"translation_t1c_to_{target}_axis2.json"))
-    real = [i["B"] for s in ("training_b", "validation") for i in load_image_list(prepared, key="B", section=s, source_key="B")]
-    report = translation_frechet_report(synthetic, real, untranslated=untranslated)
+    real_items = [i for s in ("training_b", "validation") for i in load_image_list(prepared, key="B", section=s, source_key="B")]
+    report = translation_frechet_report(
+        synthetic, [i["B"] for i in real_items], untranslated=untranslated, real_groups=[i["subject"] for i in real_items]
+    )
     report_path.write_text(json.dumps(report, indent=2))
     return report
 

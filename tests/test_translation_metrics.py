@@ -51,10 +51,16 @@ def test_frechet_report_separates_contrasts_on_real_slices(slice_datalist):
     from monai_synpriv.data import load_image_list
     from monai_synpriv.evaluation import FixedRandomFeatures, translation_frechet_report
 
-    flair = [i["B"] for i in load_image_list(slice_datalist, key="B", section="training_b", source_key="B")][::3]
+    flair_items = load_image_list(slice_datalist, key="B", section="training_b", source_key="B")[::3]
+    flair, subjects = [i["B"] for i in flair_items], [i["subject"] for i in flair_items]
     t1c = [i["A"] for i in load_image_list(slice_datalist, key="A", section="training_a", source_key="A")][::3]
     wrong = translation_frechet_report(t1c, flair, untranslated=flair[::-1], image_size=64)
+    assert wrong["floor_split"] == "by image"
     assert wrong["fd_floor"] < 0.5 * wrong["fd_synthetic"], wrong  # T1c is not FLAIR
     assert wrong["fd_untranslated"] < 0.5 * wrong["fd_synthetic"], wrong  # FLAIR itself is
+    # halves of whole subjects: a floor that counts the between-subject spread (here larger than the T1c/FLAIR gap
+    # at 30 images of 3 subjects, which is why the report says which split it used)
+    by_subject = translation_frechet_report(t1c, flair, image_size=64, real_groups=subjects)
+    assert by_subject["floor_split"] == "by subject" and by_subject["fd_floor"] > wrong["fd_floor"]
     x = torch.rand(2, 1, 32, 32)
     assert torch.equal(FixedRandomFeatures()(x), FixedRandomFeatures()(x))

@@ -110,6 +110,7 @@ def translation_frechet_report(
     untranslated: Sequence[str] | None = None,
     seed: int = 0,
     image_size: int = 128,
+    real_groups: Sequence[str] | None = None,
 ) -> dict[str, float | int]:
     """
     Frechet distances in the fixed feature space, all at equal sample sizes (the distance is biased by the number
@@ -122,15 +123,28 @@ def translation_frechet_report(
         real: paths of real target-contrast images (at least 4), e.g. the slices of the multi-contrast subjects.
         untranslated: paths of the source images the synthetic ones were made from.
         seed: the random halving and subsampling.
+        real_groups: the subject of each real image: the halves are then made of whole subjects (neighbouring slices
+            of one subject are near-duplicates, so a split by slice gives an optimistic floor).
     """
     if len(real) < 4:
         raise ValueError(f"need at least 4 real images to split into halves, got {len(real)}.")
+    if real_groups is not None and len(real_groups) != len(real):
+        raise ValueError(f"real_groups has {len(real_groups)} entries for {len(real)} real images.")
     rng = np.random.default_rng(seed)
     extractor = FixedRandomFeatures()
     real_f = image_features(list(real), extractor, image_size, desc="real features")
-    order = rng.permutation(len(real_f))
-    half = len(real_f) // 2
-    real_a, real_b = real_f[order[:half]], real_f[order[half : 2 * half]]
+    if real_groups is None:
+        order = rng.permutation(len(real_f))
+        first, second = order[: len(order) // 2], order[len(order) // 2 :]
+    else:
+        groups = sorted(set(real_groups))
+        if len(groups) < 2:
+            raise ValueError(f"real_groups must name at least 2 subjects to split by, got {groups}.")
+        picked = set(rng.permutation(groups)[: len(groups) // 2].tolist())
+        first = np.array([i for i, g in enumerate(real_groups) if g in picked])
+        second = np.array([i for i, g in enumerate(real_groups) if g not in picked])
+    half = min(len(first), len(second))
+    real_a, real_b = real_f[rng.permutation(first)[:half]], real_f[rng.permutation(second)[:half]]
 
     def sub(paths: Sequence[str], desc: str) -> np.ndarray:
         idx = rng.permutation(len(paths))[: min(half, len(paths))]
@@ -141,6 +155,7 @@ def translation_frechet_report(
         "fd_synthetic": frechet_distance(real_b, syn_f),
         "fd_floor": frechet_distance(real_b, real_a),
         "n_per_set": int(min(half, len(syn_f))),
+        "floor_split": "by subject" if real_groups is not None else "by image",
     }
     if untranslated:
         report["fd_untranslated"] = frechet_distance(real_b, sub(list(untranslated), "input features"))
