@@ -13,6 +13,14 @@ from .datalist import (
     probe_items,
     write_datalist,
 )
+from .labelled import (
+    datalist_content_digest,
+    drop_identical_across_splits,
+    file_sha256,
+    prepare_labelled_datalist,
+    read_labelled_entries,
+    split_by_subject,
+)
 from .medmnist import prepare_medmnist
 from .medpix import MEDPIX_LABELS, MEDPIX_PLANES, MEDPIX_SOURCE, prepare_medpix_datalist
 from .multicontrast import (
@@ -44,6 +52,9 @@ __all__ = [
     "check_images",
     "check_translation_inputs",
     "datalist_classes",
+    "datalist_content_digest",
+    "drop_identical_across_splits",
+    "file_sha256",
     "folder_to_datalist",
     "foreground_fraction",
     "list_subjects",
@@ -53,11 +64,14 @@ __all__ = [
     "multicontrast_volume_datalist",
     "pair_datalists",
     "prepare_brain_tumor_mri",
+    "prepare_labelled_datalist",
     "prepare_medmnist",
     "prepare_medpix_datalist",
     "prepare_multicontrast_slices",
     "probe_items",
     "read_iu_xray_reports",
+    "read_labelled_entries",
+    "split_by_subject",
     "save_slice",
     "select_slices",
     "split_subjects",
