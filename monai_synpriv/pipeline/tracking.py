@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from monai.utils import optional_import
+from monai.utils import optional_import, path_to_uri
 
 mlflow, _ = optional_import("mlflow")
 
@@ -31,10 +32,15 @@ class PipelineTracker:
     Args:
         tracking_uri: MLflow tracking URI (``sqlite:///...`` embedded store or ``http://host:port`` server).
         experiment_name: experiment holding the parent and every stage run.
-        artifact_location: where a new experiment keeps artifacts (default: MLflow's choice for the URI).
+        artifact_location: where a new experiment keeps artifacts. Default for an embedded SQLite store: ``mlruns/``
+            beside the database file (as MONAI's ``MLFlowHandler`` does), so that moving the run folder moves its
+            pictures with it; MLflow's own default would be ``./mlruns`` of whatever folder the process started in.
+            Other URIs: MLflow's choice (the server's artifact root).
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None) -> None:
+        if artifact_location is None and tracking_uri.startswith("sqlite:///"):
+            artifact_location = path_to_uri(Path(tracking_uri[len("sqlite:///") :]).parent / "mlruns")
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
@@ -67,9 +73,10 @@ class PipelineTracker:
         return self.parent_id
 
     def stage_run(
-        self, stage: str, run_id: str | None = None, tags: Mapping[str, Any] | None = None
+        self, stage: str, run_id: str | None = None, tags: Mapping[str, Any] | None = None, reopen: bool = False
     ) -> tuple[str, str]:
-        """A stage's nested run, re-used when ``run_id`` is unfinished (a resumed stage logs into the same run).
+        """A stage's nested run, re-used when ``run_id`` is unfinished (a resumed stage logs into the same run), or
+        whatever its status with ``reopen`` (a stage that runs every time, such as ``prepare``, keeps one run).
 
         Returns:
             ``(run_id, run_name)``: pass ``run_name`` to the bundle so that its ``MLFlowHandler`` picks this run.
@@ -78,7 +85,7 @@ class PipelineTracker:
             raise RuntimeError("start_parent() must be called before stage runs are created.")
         if self._alive(run_id):
             run = self.client.get_run(run_id)
-            if run.info.status != "FINISHED":
+            if reopen or run.info.status != "FINISHED":
                 self.client.update_run(run_id, status="RUNNING")
                 return run_id, run.info.run_name
         name = f"{stage}@{self.parent_id[:8]}-{int(time.time() * 1000) % 10**8:08d}"
