@@ -51,7 +51,8 @@ def tiny_run(tmp_path_factory) -> Path:
     ]
     assert not (out / "ssl").exists() and not (out / "report").exists()
     second = _run_cli(out)
-    assert second.stdout.count("skipped (outputs exist)") == 4
+    assert second.stdout.count("skipped (outputs exist)") == 3  # prepare re-reads the data every time:
+    assert "prepare: up to date (datalists unchanged)" in second.stdout
     return out
 
 
@@ -112,6 +113,11 @@ def test_report_numbers_are_the_logged_ones(tiny_run):
     names = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/results.md" in names and "report/accuracy_per_arm.png" in names
     assert state["stages"]["report"]["status"] == "done"
+    # the public sets go through the user-data code: the content-hash leak removal finds exactly the 216 official
+    # test images the set's index marks identical to a training image, and 41 duplicates inside Training
+    assert results["data"]["source"] == "public" and results["data"]["dropped_identical"] == {"validation": 41, "test": 216}
+    assert "- Files identical in content to a file of an earlier split, removed: 41 from validation, 216 from test" in md
+    assert results["counts"]["downstream_test"] == 1311 - 216
 
 
 def test_mlflow_lineage(tiny_run):
@@ -182,7 +188,8 @@ def test_rerun_skips_finished_stages(tiny_run):
     results_before = json.loads((out / "report" / "results.json").read_text())
     proc = _run_cli(out)
     skipped = [ln for ln in proc.stdout.splitlines() if "skipped (outputs exist)" in ln]
-    assert len(skipped) == len(before["stages"]) - 1  # all but the report, which is rebuilt
+    assert len(skipped) == len(before["stages"]) - 2  # all but prepare (re-checked) and the report (rebuilt)
+    assert "prepare: up to date (datalists unchanged)" in proc.stdout
     after = json.loads((out / "pipeline_state.json").read_text())
     assert after["parent_run_id"] == before["parent_run_id"]
     for k, v in before["stages"].items():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .arms import get_arms
+from .sources import check_data_section
 
 __all__ = ["PROFILE_KEYS", "default_profile_dir", "load_profile", "profile_digest"]
 
@@ -20,8 +21,9 @@ PROFILE_KEYS = {
     "arms": "arms of the experiment matrix (see monai_synpriv.pipeline.arms.ARMS)",
     "random_init_baseline": "also probe a randomly initialised encoder per seed",
     "embedding_plot_seeds": "seeds whose evaluations draw a t-SNE plot",
-    "data": "multicontrast_dir, downstream_dir (relative to the data root or absolute), contrast_a, contrast_b, "
-    "max_downstream",
+    "data": "the data: the user's (downstream, privileged, authentic_pairs, paired_evaluation; see "
+    "monai_synpriv.pipeline.sources) or the public sets (multicontrast_dir, downstream_dir); contrast_a, contrast_b, "
+    "max_downstream; paths relative to the data root or absolute",
     "translator_train": "overrides of bundles/unpaired_translator/configs/train.json",
     "translator_net": "generator overrides shared by the translator's train, evaluate and inference configs",
     "translator_evaluate": "overrides of the translator's evaluation on the held-out multi-contrast subject",
@@ -29,15 +31,6 @@ PROFILE_KEYS = {
     "ssl_train": "overrides of bundles/multimodal_ssl/configs/train.json (same for every arm: the same budget)",
     "ssl_evaluate": "overrides of bundles/multimodal_ssl/configs/evaluate.json",
 }
-_DATA_KEYS = {"multicontrast_dir", "downstream_dir", "contrast_a", "contrast_b", "max_downstream"}
-_DATA_DEFAULTS = {
-    "multicontrast_dir": "mri_brain_multicontrast",
-    "downstream_dir": "brain_tumor_mri_4class",
-    "contrast_a": "t1c",
-    "contrast_b": "t2w",
-    "max_downstream": None,
-}
-
 
 def default_profile_dir() -> Path:
     """``configs/pipeline`` of the source tree this package was installed from."""
@@ -84,10 +77,7 @@ def load_profile(profile: str | os.PathLike | dict) -> dict[str, Any]:
     ):
         if not isinstance(prof.setdefault(key, {}), dict):
             raise ValueError(f"{origin}: {key!r} must be a dict of overrides, got {type(prof[key]).__name__}.")
-    bad = sorted(set(prof["data"]) - _DATA_KEYS)
-    if bad:
-        raise ValueError(f"{origin}: unknown 'data' key(s) {bad}; allowed: {sorted(_DATA_KEYS)}.")
-    prof["data"] = {**_DATA_DEFAULTS, **prof["data"]}
+    prof["data"] = check_data_section(prof["data"], origin)
     steps = prof["ssl_train"].get("epoch_length")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(

@@ -164,6 +164,36 @@ def _montage(images: Sequence[tuple[str, str]], path: str | Path, title: str) ->
     return save_figure(fig, path)
 
 
+def data_section(data: Mapping[str, Any], counts: Mapping[str, int], paths: Mapping[str, Any]) -> list[str]:
+    """The report's "Data" section: where the data came from, the split and its level, the duplicates removed, and
+    what did not run for lack of data."""
+    if not data:
+        return []
+    where = ", ".join(f"`{k}` = `{v}`" for k, v in paths.items())
+    level = (
+        f"by subject (`{data['subject_key']}`): no subject has images in two splits"
+        if data.get("split_level") == "subject"
+        else "by image (no subject key given: images of one patient may sit in two splits)"
+    )
+    sizes = ", ".join(f"{counts.get(f'downstream_{s}', 0)} {s}" for s in ("training", "validation", "test"))
+    dropped = data.get("dropped_identical") or {}
+    lines = [
+        "## Data",
+        "",
+        f"- Source: {'the user data of the profile' if data.get('source') == 'user' else 'the public sets'} ({where}).",
+        f"- Downstream images: {sizes}; classes {data.get('classes')}; split {level}"
+        + (", the datalist's own training/test sections kept." if data.get("split") == "given" else "."),
+        "- Files identical in content to a file of an earlier split, removed: "
+        + (", ".join(f"{n} from {s}" for s, n in dropped.items()) if dropped else "none")
+        + f" ({sum(dropped.values())} in all).",
+    ]
+    if data.get("arms_not_run"):
+        lines.append(f"- No authentic pairs in the data: arms {', '.join(data['arms_not_run'])} not run.")
+    if not data.get("translator_scored", True):
+        lines.append("- No paired_evaluation data: the translator is not scored on aligned pairs.")
+    return lines + [""]
+
+
 def write_report(pipe: SynPrivPipeline) -> None:
     """Collect every evaluation of ``pipe``, write ``report/results.{json,md}`` and the plots, log all of it
     (aggregates as metrics, files as artifacts) to the parent MLflow run."""
@@ -222,6 +252,7 @@ def write_report(pipe: SynPrivPipeline) -> None:
         "summary": summary,
         "translation": tmetrics,
         "counts": pipe.state.get("counts"),
+        "data": pipe.state.get("data"),
         "stage_seconds": stage_seconds,
         "pictures": pictures,
     }
@@ -238,6 +269,7 @@ def write_report(pipe: SynPrivPipeline) -> None:
         f"MLflow parent run `{pipe.state['parent_run_id']}`.",
         "",
     ]
+    lines += data_section(pipe.state.get("data") or {}, pipe.state.get("counts") or {}, pipe.data_paths)
     for probe in probes:
         lines += [f"## {probe} probe", "", markdown_table(summary, probe)]
     if tmetrics:

@@ -33,9 +33,11 @@ from typing import Any
 import torch
 from monai.utils import optional_import
 
+from ..data import datalist_content_digest
 from ..utils.io import sha256_file, write_json_atomic
 from .arms import RANDOM_INIT, Arm, get_arms
 from .profile import load_profile, profile_digest
+from .sources import data_source, prepare_data, source_paths
 from .tracking import TAG_PREFIX, PipelineTracker
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
@@ -128,11 +130,16 @@ class SynPrivPipeline:
         self.experiment_name = experiment_name
         self.device = device
         self.progress = progress
-        self.arms: list[Arm] = get_arms(self.profile["arms"])
-        self.seeds: list[int] = list(self.profile["seeds"])
         data = self.profile["data"]
-        self.multicontrast_dir = self._data_path(data["multicontrast_dir"])
-        self.downstream_dir = self._data_path(data["downstream_dir"])
+        self.source = data_source(data)
+        self.data_paths = source_paths(data, self.data_root)
+        self.has_authentic = self.source == "public" or "authentic_pairs" in data
+        self.has_paired_evaluation = self.source == "public" or "paired_evaluation" in data
+        arms = get_arms(self.profile["arms"])
+        #: arms that need authentic pairs the data does not have: not run, said in the log and the report
+        self.arms_not_run = [a.name for a in arms if a.pairs == "authentic" and not self.has_authentic]
+        self.arms: list[Arm] = [a for a in arms if a.name not in self.arms_not_run]
+        self.seeds: list[int] = list(self.profile["seeds"])
         self.cache = self.out / "cache"
         self.state: dict[str, Any] = {}
         self.tracker: PipelineTracker | None = None
@@ -143,8 +150,7 @@ class SynPrivPipeline:
         self.digest = profile_digest(
             self.profile,
             extra={
-                "multicontrast_dir": str(self.multicontrast_dir.resolve()),
-                "downstream_dir": str(self.downstream_dir.resolve()),
+                **{k: str(p.resolve()) for k, p in self.data_paths.items()},
                 "configs": {
                     c: sha256_file(self.bundles / c.split("/")[0] / "configs" / c.split("/")[1]) for c in configs
                 },
@@ -153,21 +159,27 @@ class SynPrivPipeline:
         self._check_output_dir()
 
     # ------------------------------------------------------------------ checks and state
-    def _data_path(self, p: str) -> Path:
-        return Path(p) if os.path.isabs(p) else self.data_root / p
-
     def _check_inputs(self) -> None:
         """Fail before any long work: missing data or bundles, an output folder made by another profile."""
-        if not self.multicontrast_dir.is_dir():
-            raise FileNotFoundError(
-                f"multi-contrast MRI folder not found: {self.multicontrast_dir} (profile data.multicontrast_dir, "
-                f"data root {self.data_root}; see docs/data.md)."
-            )
-        if not (self.downstream_dir / "brain_tumor_mri_224.tar").is_file():
-            raise FileNotFoundError(
-                f"downstream set not found: {self.downstream_dir / 'brain_tumor_mri_224.tar'} (profile "
-                "data.downstream_dir; see docs/data.md)."
-            )
+        if self.source == "public":
+            mc, ds = self.data_paths["multicontrast_dir"], self.data_paths["downstream_dir"]
+            if not mc.is_dir():
+                raise FileNotFoundError(
+                    f"multi-contrast MRI folder not found: {mc} (profile data.multicontrast_dir, data root "
+                    f"{self.data_root}; see docs/data.md)."
+                )
+            if not (ds / "brain_tumor_mri_224.tar").is_file():
+                raise FileNotFoundError(
+                    f"downstream set not found: {ds / 'brain_tumor_mri_224.tar'} (profile data.downstream_dir; see "
+                    "docs/data.md)."
+                )
+        for key, path in self.data_paths.items() if self.source == "user" else ():
+            want_dir = key.endswith(".folder")
+            if not (path.is_dir() if want_dir else path.is_file()):
+                raise FileNotFoundError(
+                    f"profile data.{key}: {'folder' if want_dir else 'file'} {path} not found (relative paths are "
+                    f"read against the data root {self.data_root}, --data_root)."
+                )
         for bundle in ("unpaired_translator", "multimodal_ssl"):
             if not (self.bundles / bundle / "configs" / "metadata.json").is_file():
                 raise FileNotFoundError(f"bundle {bundle} not found under {self.bundles} (bundles_dir).")
@@ -249,8 +261,16 @@ class SynPrivPipeline:
 
     @staticmethod
     def _fingerprint(inputs: Sequence[Path]) -> dict[str, str | None]:
-        """SHA-256 of each input file (None: missing), so that a stage reruns when what it was built from changed."""
-        return {str(p): (sha256_file(p) if Path(p).is_file() else None) for p in inputs}
+        """SHA-256 of each input file (None: missing), and for a datalist JSON also of the content of every image it
+        lists (:func:`datalist_content_digest`), so that a stage reruns when what it was built from changed, an
+        image replaced under the same path included."""
+        out: dict[str, str | None] = {}
+        for p in inputs:
+            p = Path(p)
+            out[str(p)] = sha256_file(p) if p.is_file() else None
+            if p.is_file() and p.suffix == ".json":
+                out[f"{p}:images"] = datalist_content_digest(p)
+        return out
 
     def _stage(
         self,
@@ -260,17 +280,32 @@ class SynPrivPipeline:
         bar: Any = None,
         inputs: Sequence[Path] = (),
         clean: Sequence[Path] = (),
+        always: bool = False,
     ) -> str | None:
         """Run ``fn`` unless it finished before, its ``outputs`` all exist and its ``inputs`` are unchanged (same
         SHA-256: e.g. a retrained translator reruns synthesis and everything downstream). A finished stage that must
         run again first deletes its ``clean`` folders (old checkpoints would otherwise be resumed); an interrupted
         one keeps them and resumes. Records time, status, run id and input fingerprints; a failure (or an
-        interruption) marks the stage's MLflow run FAILED (KILLED)."""
+        interruption) marks the stage's MLflow run FAILED (KILLED). An ``always`` stage (``prepare``: cheap, and the
+        only one that reads the user's files directly) runs every time, in its MLflow run, and says whether its
+        outputs changed."""
         assert self.tracker is not None
         st = self._stage_state(key)
         t0 = time.time()
         fingerprint = self._fingerprint(inputs)
-        if (
+        if always:
+            before = self._fingerprint(outputs) if st.get("status") == "done" else None
+            run_id = fn()
+            st.update(status="done", run_id=run_id, outputs=[str(p) for p in outputs])
+            st["seconds"] = round(time.time() - t0, 1)
+            self._save_state()
+            self.tracker.finish(run_id)
+            verb = (
+                "up to date (datalists unchanged)"
+                if before == self._fingerprint(outputs)
+                else f"done in {time.time() - t0:.0f} s"
+            )
+        elif (
             outputs
             and all(Path(p).exists() for p in outputs)
             and st.get("status") == "done"
@@ -314,41 +349,52 @@ class SynPrivPipeline:
 
     # ------------------------------------------------------------------ stages
     def prepare(self) -> str:
-        """Datalists of the downstream set, the multi-contrast slices and the authentic pairs."""
-        from ..data import authentic_pairs_datalist, prepare_brain_tumor_mri, prepare_multicontrast_slices
-
+        """The four datalists every later stage reads (:mod:`monai_synpriv.pipeline.sources`): the user's data, or the
+        public sets exported the same way; counts, split level and dropped duplicates go to the state and MLflow."""
         assert self.tracker is not None
         st = self._stage_state("prepare")
-        run_id, _ = self.tracker.stage_run("prepare", st.get("run_id"))
+        run_id, _ = self.tracker.stage_run("prepare", st.get("run_id"), reopen=True)
         st.update(run_id=run_id, status="running")
         self._save_state()
-        data = self.profile["data"]
-        downstream = prepare_brain_tumor_mri(self.downstream_dir, self.cache / "brain_tumor_mri")
-        slices = prepare_multicontrast_slices(
-            self.multicontrast_dir, self.cache, contrast_a=data["contrast_a"], contrast_b=data["contrast_b"]
-        )
-        authentic = authentic_pairs_datalist(
-            slices, self.cache / f"authentic_pairs_{data['contrast_a']}_{data['contrast_b']}.json"
-        )
-        counts = {}
-        for name, path in (("downstream", downstream), ("slices", slices), ("authentic", authentic)):
+        datalists = prepare_data(self.profile["data"], self.data_root, self.cache)
+        counts: dict[str, int] = {}
+        for name, path in datalists.items():
+            if path is None:
+                continue
             d = json.loads(Path(path).read_text())
             counts.update(
                 {f"{name}_{k}": len(v) for k, v in d.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
             )
+        down = json.loads(Path(datalists["downstream"]).read_text())  # type: ignore[arg-type]
+        dropped = down.get("dropped", {}).get("identical_to_earlier_split", {})
+        counts.update({f"dropped_identical_{k}": len(v) for k, v in dropped.items()})
         self.tracker.log_params(
             run_id,
-            {f"datalist_{k}": v for k, v in (("downstream", downstream), ("slices", slices), ("authentic", authentic))},
+            {
+                **{f"datalist_{k}": v for k, v in datalists.items()},
+                "data_source": self.source,
+                "split_level": down["params"]["split_level"],
+                "classes": down["classes"],
+            },
         )
         self.tracker.log_metrics(run_id, {f"count_{k}": v for k, v in counts.items()})
-        self.state["datalists"] = {"downstream": str(downstream), "slices": str(slices), "authentic": str(authentic)}
+        self.state["datalists"] = datalists
         self.state["counts"] = counts
+        self.state["data"] = {
+            "source": self.source,
+            "split_level": down["params"]["split_level"],
+            "subject_key": down["params"]["subject_key"],
+            "split": down["params"]["split"],
+            "classes": down["classes"],
+            "dropped_identical": {k: len(v) for k, v in dropped.items()},
+            "arms_not_run": self.arms_not_run,
+            "translator_scored": self.has_paired_evaluation,
+        }
         return run_id
 
     def _translator_common(self) -> dict[str, Any]:
         data = self.profile["data"]
         return {
-            "dataset_dir": str(self.multicontrast_dir),
             "cache_dir": str(self.cache),
             "ckpt_dir": str(self.out / "translator" / "models"),
             "contrast_a": data["contrast_a"],
@@ -365,6 +411,9 @@ class SynPrivPipeline:
             "datalist_a": self.state["datalists"]["downstream"],
             "section_a": "training",
             "source_key_a": "image",
+            "datalist_b": self.state["datalists"]["privileged"],
+            "section_b": "training",
+            "source_key_b": "image",
             "output_dir": _expr_path(self.out / "translator" / "train"),
             "resume": True,
             **self.profile["translator_train"],
@@ -375,6 +424,11 @@ class SynPrivPipeline:
         overrides = {
             **self._translator_common(),
             "output_dir": _expr_path(self.out / "translator" / "evaluate"),
+            "input_datalist": self.state["datalists"]["paired_evaluation"],
+            "input_section": "validation",
+            "eval_section": "validation",
+            "input_key": "A",
+            "contrast_b_key": "B",
             **self.profile["translator_evaluate"],
         }
         tags = {f"{TAG_PREFIX}translator_run_id": self.state["stages"]["translator_train"].get("run_id")}
@@ -436,7 +490,9 @@ class SynPrivPipeline:
 
     def _arm_data(self, arm: Arm) -> dict[str, Any]:
         if arm.pairs == "authentic":
-            return {"datalist": self.state["datalists"]["authentic"], "crop_size": [192, 192], "max_items": None}
+            # the public multi-contrast slices are 240 x 240 with a wide background: train on the central brain
+            crop = [192, 192] if self.source == "public" else None
+            return {"datalist": self.state["datalists"]["authentic_pairs"], "crop_size": crop, "max_items": None}
         datalist = (
             self.state["datalists"]["downstream"]
             if arm.pairs == "downstream"
@@ -506,7 +562,8 @@ class SynPrivPipeline:
 
     # ------------------------------------------------------------------ the whole run
     def stage_keys(self) -> list[str]:
-        keys = ["prepare", "translator_train", "translator_evaluate", "synthesis"]
+        keys = ["prepare", "translator_train", *(["translator_evaluate"] if self.has_paired_evaluation else []),
+                "synthesis"]
         for seed in self.seeds:
             for arm in self.arms:
                 keys += [f"ssl_train/{arm.name}/seed{seed}", f"ssl_evaluate/{arm.name}/seed{seed}"]
@@ -539,6 +596,10 @@ class SynPrivPipeline:
             self.state.get("parent_run_id"),
             tags={f"{TAG_PREFIX}profile": self.profile["name"], f"{TAG_PREFIX}profile_digest": self.digest},
         )
+        if self.arms_not_run:
+            print(f"[pipeline] no authentic_pairs in the profile's data section: arms {self.arms_not_run} not run")
+        if not self.has_paired_evaluation:
+            print("[pipeline] no paired_evaluation in the profile's data section: the translator is not scored")
         keys = self.stage_keys()
         if self.until is not None:
             keys = [k for k in keys if STAGES.index(_stage_group(k)) <= STAGES.index(self.until)]
@@ -554,8 +615,9 @@ class SynPrivPipeline:
                     "seeds": self.seeds,
                     "arms": [a.name for a in self.arms],
                     "output_dir": str(self.out),
-                    "multicontrast_dir": str(self.multicontrast_dir),
-                    "downstream_dir": str(self.downstream_dir),
+                    "data_source": self.source,
+                    **{f"data.{k}": str(v) for k, v in self.data_paths.items()},
+                    "arms_not_run": self.arms_not_run,
                     **{f"data_{k}": v for k, v in self.profile["data"].items()},
                 },
             )
@@ -583,11 +645,13 @@ class SynPrivPipeline:
         return report
 
     def _run_stages(self, bar: Any, write_report: Callable[[SynPrivPipeline], None]) -> Path | None:
-        data = self.profile["data"]
-        downstream = self.cache / "brain_tumor_mri" / "brain_tumor_mri_datalist.json"
-        slices = self.cache / f"translation_{data['contrast_a']}_to_{data['contrast_b']}_axis2.json"
-        authentic = self.cache / f"authentic_pairs_{data['contrast_a']}_{data['contrast_b']}.json"
-        self._stage("prepare", [downstream, slices, authentic] if "datalists" in self.state else [], self.prepare, bar)
+        lists = self.cache / "datalists"
+        downstream, privileged = lists / "downstream.json", lists / "privileged.json"
+        authentic, evaluation = lists / "authentic_pairs.json", lists / "paired_evaluation.json"
+        prepared = [downstream, privileged]
+        prepared += [authentic] if self.has_authentic else []
+        prepared += [evaluation] if self.has_paired_evaluation else []
+        self._stage("prepare", prepared, self.prepare, bar, always=True)
         if self.until == "prepare":
             return None
         tr = self.out / "translator"
@@ -598,19 +662,20 @@ class SynPrivPipeline:
             [translator],
             self.translator_train,
             bar,
-            inputs=[downstream, slices],
+            inputs=[downstream, privileged],
             clean=[tr / "models", tr / "train"],
         )
         if self.until == "translator_train":
             return None
-        self._stage(
-            "translator_evaluate",
-            [tr / "evaluate" / "metrics" / "translation_metrics.json"],
-            self.translator_evaluate,
-            bar,
-            inputs=[translator],
-            clean=[tr / "evaluate"],
-        )
+        if self.has_paired_evaluation:
+            self._stage(
+                "translator_evaluate",
+                [tr / "evaluate" / "metrics" / "translation_metrics.json"],
+                self.translator_evaluate,
+                bar,
+                inputs=[translator, evaluation],
+                clean=[tr / "evaluate"],
+            )
         if self.until == "translator_evaluate":
             return None
         self._stage(
