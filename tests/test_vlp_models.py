@@ -536,6 +536,22 @@ def test_generation_refuses_mixed_settings_and_empty_captions(generator_net, tmp
     assert cond.calls == [] and not (tmp_path / "empty").exists()  # refused before any work
 
 
+def test_generation_identifies_the_checkpoint_by_content_not_path(generator_net, tmp_path, one_thread):
+    ckpt = tmp_path / "models" / "model.pt"
+    ckpt.parent.mkdir()
+    torch.save(generator_net.state_dict(), ckpt)
+    (tmp_path / "elsewhere").symlink_to(tmp_path / "models")
+    _generate(generator_net, tmp_path / "out", cond=FakeConditioner(), max_items=1, checkpoint=str(ckpt))
+    # the same weights reached by another path (a symlink, a moved bundle): resumed, not refused
+    cond = FakeConditioner()
+    _generate(generator_net, tmp_path / "out", cond=cond, max_items=2, checkpoint=str(tmp_path / "elsewhere/model.pt"))
+    assert cond.calls == [CAPTIONS[1:2]]
+    # other weights under the same path: refused, named by their hashes
+    torch.save({k: v + 1 for k, v in generator_net.state_dict().items()}, ckpt)
+    with pytest.raises(ValueError, match=r"other settings \{'checkpoint_sha256': \('[0-9a-f]{64}', '[0-9a-f]{64}'\)\}"):
+        _generate(generator_net, tmp_path / "out", cond=FakeConditioner(), checkpoint=str(ckpt))
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # pairs
 

@@ -36,6 +36,9 @@ GENERATION_SETTINGS = (
     "checkpoint",
     "checkpoint_sha256",
 )
+#: settings recorded for the reader but not compared on resume: the checkpoint is identified by its content hash, so
+#: the same weights reached by another path (a symlink, a relative path, a moved bundle) resume
+_RECORDED_ONLY = ("checkpoint",)
 
 
 def item_noise(index: int, seed: int, shape: Sequence[int]) -> torch.Tensor:
@@ -110,7 +113,11 @@ def _load_previous(
         return {}
     previous = json.loads(datalist_path.read_text())
     old = previous.get("generation", {})
-    clash = {k: (old.get(k), settings[k]) for k in GENERATION_SETTINGS if str(old.get(k)) != str(settings[k])}
+    clash = {
+        k: (old.get(k), settings[k])
+        for k in GENERATION_SETTINGS
+        if k not in _RECORDED_ONLY and str(old.get(k)) != str(settings[k])
+    }
     if clash:
         raise ValueError(
             f"{datalist_path} was generated with other settings {clash} (old, new); "
