@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -16,7 +17,14 @@ from monai.utils import optional_import, path_to_uri
 
 mlflow, _ = optional_import("mlflow")
 
-__all__ = ["ResilientMLFlowHandler", "ResilientMlflowClient", "WRITE_METHODS"]
+__all__ = [
+    "ResilientMLFlowHandler",
+    "ResilientMlflowClient",
+    "WRITE_METHODS",
+    "call_with_deadline",
+    "cap_http_retries",
+    "is_remote_uri",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +33,43 @@ def _warn(message: str) -> None:
     """To the log and as a Python warning (visible whatever logging configuration a bundle installs)."""
     logger.warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def call_with_deadline(fn: Callable[..., Any], timeout: float | None, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, raising ``TimeoutError`` when it has not returned within ``timeout`` seconds (None:
+    no bound). The call runs on a daemon thread, so a hung tracking server cannot hold the caller (training, the
+    pipeline) longer than ``timeout``; an abandoned call finishes or dies in the background."""
+    if timeout is None:
+        return fn(*args, **kwargs)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # re-raised in the caller's thread
+            box["error"] = e
+
+    worker = threading.Thread(target=target, name=f"mlflow-{getattr(fn, '__name__', 'call')}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def is_remote_uri(uri: str) -> bool:
+    """True for a tracking URI reached over a network (``http(s)://``, ``databricks``), False for local stores."""
+    return str(uri).startswith(("http://", "https://", "databricks"))
+
+
+def cap_http_retries(max_retries: int = 1, timeout: float = 10.0) -> None:
+    """Default MLflow's HTTP retry count and request timeout (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``/``_TIMEOUT``) to
+    small values unless the user set them: MLflow's own defaults (7 retries with back-off, 120 s timeout) let one call
+    to a server that is down block for minutes."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(max_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout)))
 
 
 #: client calls that record something (buffered when the server is unreachable); everything else passes through
@@ -37,16 +82,20 @@ class ResilientMlflowClient:
     """
     Wraps an ``mlflow.MlflowClient``: a recording call that fails (server down, network error) is kept in an
     in-memory queue instead of raising, with one warning; later calls first try to send the queue again (at most every
-    ``retry_interval`` seconds, so a dead server does not slow every iteration down). Reads pass through unchanged.
+    ``retry_interval`` seconds, so a dead server does not slow every iteration down). A recording call that does not
+    answer within ``call_timeout`` seconds (a hung, not dead, server) counts as failed. Reads pass through unchanged.
 
     Args:
         client: the client to wrap.
         retry_interval: seconds between two attempts to send the queue while the server is unreachable.
+        call_timeout: bound on one recording call in seconds (None: unbounded); not applied to local ``sqlite:``/
+            ``file:`` stores, which cannot hang on a network.
     """
 
-    def __init__(self, client: Any, retry_interval: float = 30.0) -> None:
+    def __init__(self, client: Any, retry_interval: float = 30.0, call_timeout: float | None = 10.0) -> None:
         self._client = client
         self.retry_interval = retry_interval
+        self.call_timeout = call_timeout if is_remote_uri(getattr(client, "tracking_uri", "")) else None
         self.pending: list[tuple[str, tuple, dict]] = []
         self._last_failure: float | None = None
         self._warned = False
@@ -73,8 +122,8 @@ class ResilientMlflowClient:
         while self.pending:
             name, args, kwargs = self.pending[0]
             try:
-                getattr(self._client, name)(*args, **kwargs)
-            except Exception as e:  # connection refused, timeouts, 5xx: keep the call for later
+                call_with_deadline(getattr(self._client, name), self.call_timeout, *args, **kwargs)
+            except Exception as e:  # connection refused, timeouts, 5xx, no answer: keep the call for later
                 self.failures += 1
                 self._last_failure = time.monotonic()
                 if not self._warned:
@@ -100,7 +149,8 @@ class ResilientMLFlowHandler(MLFlowHandler):
       (``fallback_uri``, default ``sqlite:///<cwd>/mlruns_offline.db``) as a run of the same name, tagged with the
       original tracking URI and run id, and the location is logged: nothing is lost.
     - HTTP retries are capped (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``/``_TIMEOUT`` default to ``http_max_retries`` and
-      ``http_timeout`` unless already set) so that one unreachable call does not stall training for minutes.
+      ``http_timeout`` unless already set) so that one unreachable call does not stall training for minutes, and every
+      recording call to a remote server is bounded by ``http_timeout`` (a hung server is treated as a dead one).
 
     Args:
         fallback_uri: local store for records that could not be sent.
@@ -118,10 +168,9 @@ class ResilientMLFlowHandler(MLFlowHandler):
         http_timeout: float = 10.0,
         **kwargs: Any,
     ) -> None:
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(http_max_retries))
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(http_timeout)))
+        cap_http_retries(http_max_retries, http_timeout)
         super().__init__(*args, **kwargs)
-        self.client = ResilientMlflowClient(self.client, retry_interval=retry_interval)
+        self.client = ResilientMlflowClient(self.client, retry_interval=retry_interval, call_timeout=http_timeout)
         self.fallback_uri = fallback_uri or f"sqlite:///{Path(os.getcwd()) / 'mlruns_offline.db'}"
         self.fallback_run_id: str | None = None
 

@@ -252,7 +252,7 @@ class SynPrivPipeline:
             logging_file=str(root / "configs" / "logging.conf"),
             tracking=str(root / "configs" / "mlflow_tracking.json"),
             bundle_root=str(root),
-            tracking_uri=self.tracking_uri,
+            tracking_uri=self.tracker.tracking_uri,  # the fallback store once a remote server has failed
             experiment_name=self.experiment_name,
             run_name=run_name,
             **overrides,
@@ -312,6 +312,7 @@ class SynPrivPipeline:
             and st.get("inputs", {}) == fingerprint
         ):
             verb = "skipped (outputs exist)"
+            self.tracker.close_if_open(st.get("run_id"))  # finished while a tracking server was away
         else:
             if st.get("status") == "done":  # finished before, but its inputs changed or an output was deleted
                 for path in clean:
@@ -589,7 +590,9 @@ class SynPrivPipeline:
     def _run_all(self) -> Path | None:
         from .report import write_report
 
-        self.tracker = PipelineTracker(self.tracking_uri, self.experiment_name)
+        self.tracker = PipelineTracker(
+            self.tracking_uri, self.experiment_name, fallback_uri=f"sqlite:///{self.out / 'mlruns_offline.db'}"
+        )
         started = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
         parent = self.tracker.start_parent(
             f"synpriv_{self.profile['name']}_{started}",
@@ -639,7 +642,7 @@ class SynPrivPipeline:
         self.tracker.set_tags(parent, {f"{TAG_PREFIX}stopped_after": "report"})
         self.tracker.finish(parent)
         print(
-            f"[pipeline] report: {report}; MLflow: {self.tracking_uri} "
+            f"[pipeline] report: {report}; MLflow: {self.tracker.tracking_uri} "
             f"(experiment {self.experiment_name!r}, parent run {parent})"
         )
         return report
