@@ -1,10 +1,27 @@
 """monai_synpriv: synthetic privileged information and friends, as MONAI components and bundles."""
 
+import shutil
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+#: what a bundle folder holds that is not the bundle (weights, outputs, caches): not shipped
+_NOT_SHIPPED = ("*.pt", "*.ts", "eval", "cache", "outputs", "mlruns*", "__pycache__", "*.pyc")
+
+
+class BuildWithBundles(build_py):
+    """``pip install .`` (not editable) ships ``bundles/`` and ``configs/pipeline/`` inside the package, as
+    ``monai_synpriv/_shipped/{bundles,profiles}`` (found by :mod:`monai_synpriv.locations`)."""
+
+    def run(self) -> None:
+        super().run()
+        target = Path(self.build_lib) / "monai_synpriv" / "_shipped"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(HERE / "bundles", target / "bundles", ignore=shutil.ignore_patterns(*_NOT_SHIPPED))
+        shutil.copytree(HERE / "configs" / "pipeline", target / "profiles")
+
 version = {}
 exec((HERE / "monai_synpriv" / "_version.py").read_text(), version)
 
@@ -58,6 +75,7 @@ setup(
         ],
     },
     entry_points={"console_scripts": ["monai-synpriv=monai_synpriv.cli:main"]},
+    cmdclass={"build_py": BuildWithBundles},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",

@@ -13,6 +13,7 @@ from .clustering import (
 from .generative import density_coverage, frechet_distance, knn_radii, precision_recall
 from .probes import classification_metrics, error_reduction, extract_features, knn_probe, linear_probe, mlp_probe
 from .translation_fd import FixedRandomFeatures, image_features, translation_frechet_report
+from .translation_table import translation_report
 from .retrieval import TIE_RULES, image_text_agreement, retrieval_ranks, retrieval_recall, similarity_matrix
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "FixedRandomFeatures",
     "image_features",
     "translation_frechet_report",
+    "translation_report",
     "ClusterModel",
     "FEATURE_NORMALIZATIONS",
     "TIE_RULES",

@@ -4,9 +4,11 @@ probes -> report), driving the bundles through ``monai.bundle``'s Python API wit
 Run it with ``python -m monai_synpriv.pipeline --profile quick`` (see ``--help``)."""
 
 from .arms import ARMS, RANDOM_INIT, Arm, get_arms
+from .layout import RunLayout
 from .profile import load_profile, profile_digest
 from .report import markdown_table, summarize, write_report
 from .runner import PipelineError, SynPrivPipeline, default_bundles_dir, default_data_root
+from .stages import STAGES, Stage
 from .tracking import PipelineTracker
 
 __all__ = [
@@ -15,6 +17,9 @@ __all__ = [
     "PipelineError",
     "PipelineTracker",
     "RANDOM_INIT",
+    "RunLayout",
+    "STAGES",
+    "Stage",
     "SynPrivPipeline",
     "default_bundles_dir",
     "default_data_root",

@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", default="runs/pipeline", help="output folder (default runs/pipeline)")
     parser.add_argument("--data_root", default=None, help="folder of the public sets (default ../shared/data)")
+    parser.add_argument(
+        "--bundles_dir", default=None, help="folder of the bundles (default: the checkout's or the installed copy)"
+    )
     parser.add_argument("--tracking_uri", default=None, help="MLflow URI (default sqlite:///<output>/mlruns.db)")
     parser.add_argument("--experiment_name", default="synpriv_pipeline")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
@@ -29,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile,
         args.output,
         data_root=args.data_root,
+        bundles_dir=args.bundles_dir,
         tracking_uri=args.tracking_uri,
         experiment_name=args.experiment_name,
         device=args.device,

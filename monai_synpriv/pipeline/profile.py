@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..locations import profiles_dir
 from .arms import get_arms
 from .sources import check_data_section
 
@@ -33,8 +34,9 @@ PROFILE_KEYS = {
 }
 
 def default_profile_dir() -> Path:
-    """``configs/pipeline`` of the source tree this package was installed from."""
-    return Path(__file__).resolve().parents[2] / "configs" / "pipeline"
+    """The pipeline profiles: ``configs/pipeline`` of a source checkout, the copy shipped in the package, or
+    ``$SYNPRIV_PROFILES`` (:func:`monai_synpriv.locations.profiles_dir`)."""
+    return profiles_dir()
 
 
 def load_profile(profile: str | os.PathLike | dict) -> dict[str, Any]:

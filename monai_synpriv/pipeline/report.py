@@ -8,17 +8,16 @@ import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..evaluation.probes import error_reduction
+from ..evaluation.translation_table import translation_report
 from ..utils.io import atomic_path, write_json_atomic
 from ..visualize import save_figure
 from .arms import ARMS, RANDOM_INIT
-
-if TYPE_CHECKING:
-    from .runner import SynPrivPipeline
+from .layout import RunLayout
 
 __all__ = ["AUTHENTIC_OF", "SINGLE_MODALITY", "markdown_table", "plot_accuracy", "summarize", "write_report"]
 
@@ -194,82 +193,100 @@ def data_section(data: Mapping[str, Any], counts: Mapping[str, int], paths: Mapp
     return lines + [""]
 
 
-def write_report(pipe: SynPrivPipeline) -> None:
-    """Collect every evaluation of ``pipe``, write ``report/results.{json,md}`` and the plots, log all of it
-    (aggregates as metrics, files as artifacts) to the parent MLflow run."""
-    from ..cli import translation_report
+def write_report(
+    layout: RunLayout,
+    state: Mapping[str, Any],
+    profile: Mapping[str, Any],
+    arm_names: Sequence[str],
+    tracker: Any,
+    data_paths: Mapping[str, Any] | None = None,
+) -> Path:
+    """Collect every evaluation of a run, write ``report/results.{json,md}`` and the plots, log all of it (aggregates
+    as metrics, files as artifacts) to the parent MLflow run.
 
-    assert pipe.tracker is not None and pipe.state.get("parent_run_id")
-    out = pipe.out / "report"
+    Args:
+        layout: the run's paths (what the runner wrote where).
+        state: the pipeline state (``pipeline_state.json``: stages, run ids, counts, data summary).
+        profile: the loaded profile (seeds, ``random_init_baseline``, ``embedding_plot_seeds``, name, description).
+        arm_names: the arms that ran (the random-init reference is added when the profile asks for it).
+        tracker: a :class:`~monai_synpriv.pipeline.tracking.PipelineTracker` holding the parent run.
+        data_paths: the profile's data paths, resolved (named in the report's Data section).
+
+    Returns:
+        the path of ``results.md``.
+    """
+    if not state.get("parent_run_id"):
+        raise RuntimeError("write_report needs the state of a started run (no parent_run_id).")
+    out = layout.report
     out.mkdir(parents=True, exist_ok=True)
-    arms = [a.name for a in pipe.arms] + ([RANDOM_INIT] if pipe.profile["random_init_baseline"] else [])
+    seeds = list(profile["seeds"])
+    arms = list(arm_names) + ([RANDOM_INIT] if profile["random_init_baseline"] else [])
     rows: list[dict[str, Any]] = []
     probes: list[str] = []
     majority = None
     num_test = 0
-    for seed in pipe.seeds:
+    for seed in seeds:
         for arm in arms:
-            d = pipe.out / "ssl" / arm / f"seed{seed}"
-            res = json.loads((d / "evaluate" / "probes" / "probe_metrics.json").read_text())
+            res = json.loads(layout.probe_metrics(arm, seed).read_text())
             majority = res.get("majority_rate", majority)
             num_test = int(res["num_test"])
-            run_id = pipe.state["stages"].get(f"ssl_evaluate/{arm}/seed{seed}", {}).get("run_id")
+            run_id = state["stages"].get(f"ssl_evaluate/{arm}/seed{seed}", {}).get("run_id")
             for probe, m in res["probes"].items():
                 probes = probes if probe in probes else probes + [probe]
                 rows.append({"arm": arm, "seed": seed, "probe": probe, "run_id": run_id, **{k: m[k] for k in METRICS}})
     summary = summarize(rows, arms, probes)
-    tmetrics_path = pipe.out / "translator" / "evaluate" / "metrics" / "translation_metrics.json"
+    tmetrics_path = layout.translation_metrics
     tmetrics = json.loads(tmetrics_path.read_text()) if tmetrics_path.is_file() else None
 
     pictures = {"accuracy_per_arm": plot_accuracy(rows, summary, probes, out / "accuracy_per_arm.png", majority)}
-    grids = sorted(glob.glob(str(pipe.out / "translator" / "evaluate" / "images" / "*.png")))
+    grids = sorted(glob.glob(str(layout.translation_grids / "*.png")))
     if grids:
         shutil.copyfile(grids[-1], out / "translation_heldout_subject.png")
         pictures["translation_heldout_subject"] = str(out / "translation_heldout_subject.png")
-    synth = pipe.out / "synthesis" / "synthesis_grid.png"
+    synth = layout.synthesis_grid
     if synth.is_file():
         shutil.copyfile(synth, out / "synthesis_grid.png")
         pictures["synthesis_grid"] = str(out / "synthesis_grid.png")
     emb = [
-        (_label(a), str(pipe.out / "ssl" / a / f"seed{s}" / "evaluate" / "probes" / "embedding_tsne.png"))
-        for s in pipe.profile["embedding_plot_seeds"]
+        (_label(a), str(layout.embedding_plot(a, s)))
+        for s in profile["embedding_plot_seeds"]
         for a in arms
     ]
     m = _montage(emb, out / "embeddings.png", "t-SNE of test-set features of each frozen primary encoder")
     if m:
         pictures["embeddings"] = m
 
-    stage_seconds = {k: v.get("seconds") for k, v in pipe.state["stages"].items() if v.get("seconds") is not None}
+    stage_seconds = {k: v.get("seconds") for k, v in state["stages"].items() if v.get("seconds") is not None}
     results = {
-        "profile": pipe.profile["name"],
-        "profile_digest": pipe.digest,
-        "parent_run_id": pipe.state["parent_run_id"],
-        "seeds": pipe.seeds,
+        "profile": profile["name"],
+        "profile_digest": state.get("profile_digest"),
+        "parent_run_id": state["parent_run_id"],
+        "seeds": seeds,
         "arms": arms,
         "probes": probes,
         "majority_rate": majority,
         "per_seed": rows,
         "summary": summary,
         "translation": tmetrics,
-        "counts": pipe.state.get("counts"),
-        "data": pipe.state.get("data"),
+        "counts": state.get("counts"),
+        "data": state.get("data"),
         "stage_seconds": stage_seconds,
         "pictures": pictures,
     }
     write_json_atomic(out / "results.json", results)
 
     lines = [
-        f"# Synthetic privileged information: results ({pipe.profile['name']} profile)",
+        f"# Synthetic privileged information: results ({profile['name']} profile)",
         "",
-        pipe.profile.get("description", ""),
+        profile.get("description", ""),
         "",
-        f"Seeds: {pipe.seeds}. Test split: {num_test} images, majority-class "
+        f"Seeds: {seeds}. Test split: {num_test} images, majority-class "
         f"rate {majority:.3f}. Values: mean ± sample s.d. over seeds. Error reduction = (1 - acc_baseline) / "
         "(1 - acc_arm) on the mean accuracies (> 1: fewer errors than the baseline), per-seed range in brackets. "
-        f"MLflow parent run `{pipe.state['parent_run_id']}`.",
+        f"MLflow parent run `{state['parent_run_id']}`.",
         "",
     ]
-    lines += data_section(pipe.state.get("data") or {}, pipe.state.get("counts") or {}, pipe.data_paths)
+    lines += data_section(state.get("data") or {}, state.get("counts") or {}, data_paths or {})
     for probe in probes:
         lines += [f"## {probe} probe", "", markdown_table(summary, probe)]
     if tmetrics:
@@ -281,7 +298,7 @@ def write_report(pipe: SynPrivPipeline) -> None:
     with atomic_path(out / "results.md") as tmp:
         Path(tmp).write_text("\n".join(lines))
 
-    parent = pipe.state["parent_run_id"]
+    parent = state["parent_run_id"]
     flat = {
         f"{arm}/{probe}/{k}": v
         for arm, ps in summary.items()
@@ -291,5 +308,6 @@ def write_report(pipe: SynPrivPipeline) -> None:
     }
     if tmetrics:
         flat.update({f"translator/{k}": float(v) for k, v in tmetrics["metrics"].items()})
-    pipe.tracker.log_metrics(parent, flat)
-    pipe.tracker.log_artifact(parent, out, "report")
+    tracker.log_metrics(parent, flat)
+    tracker.log_artifact(parent, out, "report")
+    return layout.results_md

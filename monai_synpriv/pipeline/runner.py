@@ -34,22 +34,21 @@ import torch
 from monai.utils import optional_import
 
 from ..data import datalist_content_digest
+from ..locations import bundles_dir
 from ..utils.io import sha256_file, write_json_atomic
 from .arms import RANDOM_INIT, Arm, get_arms
+from .layout import RunLayout
 from .profile import load_profile, profile_digest
+from .report import write_report
 from .sources import data_source, prepare_data, source_paths
+from .stages import STAGES, Stage, stage_group
 from .tracking import TAG_PREFIX, PipelineTracker
 
 tqdm, has_tqdm = optional_import("tqdm", name="tqdm")
 
-__all__ = ["PipelineError", "SynPrivPipeline", "default_bundles_dir", "default_data_root"]
+__all__ = ["PipelineError", "STAGES", "SynPrivPipeline", "default_bundles_dir", "default_data_root"]
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "pipeline_state.json"
-
-#: the stages in order (``until`` takes one of them)
-STAGES = ("prepare", "translator_train", "translator_evaluate", "synthesis", "ssl", "report")
 
 #: profile section -> (bundle, configs its keys override)
 _SECTION_CONFIGS: dict[str, tuple[str, list[str]]] = {
@@ -67,20 +66,15 @@ class PipelineError(RuntimeError):
 
 
 def default_bundles_dir() -> Path:
-    """``bundles/`` of the source tree this package was installed from."""
-    return Path(__file__).resolve().parents[2] / "bundles"
+    """The bundles: ``bundles/`` of a source checkout, the copy shipped in the package, or ``$SYNPRIV_BUNDLES``
+    (:func:`monai_synpriv.locations.bundles_dir`)."""
+    return bundles_dir()
 
 
 def default_data_root() -> Path:
     """``../shared/data`` beside the source tree (the public data of this project), or ``$SYNPRIV_DATA``."""
     env = os.environ.get("SYNPRIV_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
-
-
-def _stage_group(key: str) -> str:
-    """The entry of :data:`STAGES` a stage key belongs to (``ssl_train/<arm>/seed0`` -> ``ssl``)."""
-    head = key.split("/")[0]
-    return "ssl" if head.startswith("ssl_") else head
 
 
 def _expr_path(path: Path | str) -> str:
@@ -126,7 +120,9 @@ class SynPrivPipeline:
         self.out = Path(output_dir).absolute()
         self.data_root = Path(data_root or default_data_root()).absolute()
         self.bundles = Path(bundles_dir or default_bundles_dir()).absolute()
-        self.tracking_uri = tracking_uri or f"sqlite:///{self.out / 'mlruns.db'}"
+        #: every path of the run (shared with the report)
+        self.layout = RunLayout(self.out)
+        self.tracking_uri = tracking_uri or f"sqlite:///{self.layout.mlflow_db}"
         self.experiment_name = experiment_name
         self.device = device
         self.progress = progress
@@ -140,7 +136,7 @@ class SynPrivPipeline:
         self.arms_not_run = [a.name for a in arms if a.pairs == "authentic" and not self.has_authentic]
         self.arms: list[Arm] = [a for a in arms if a.name not in self.arms_not_run]
         self.seeds: list[int] = list(self.profile["seeds"])
-        self.cache = self.out / "cache"
+        self.cache = self.layout.cache
         self.state: dict[str, Any] = {}
         self.tracker: PipelineTracker | None = None
         self._check_inputs()
@@ -185,23 +181,27 @@ class SynPrivPipeline:
                 raise FileNotFoundError(f"bundle {bundle} not found under {self.bundles} (bundles_dir).")
 
     def _check_overrides(self) -> None:
-        """Every key of the profile's override sections must be a config id of the bundle configs it goes to (a
-        misspelt key would otherwise be a silent no-op)."""
+        """Every key of the profile's override sections must be an id (nested ids with ``#``) or a component argument
+        of the bundle configs it goes to, merged as the stage merges them: a misspelt key would otherwise be a silent
+        no-op (:func:`monai_synpriv.bundle_checks.check_override_keys`, the bundles' own check, names close matches)."""
+        from ..bundle_checks import check_override_keys
+
         for section, (bundle, configs) in _SECTION_CONFIGS.items():
+            if not self.profile[section]:
+                continue
+            folder = self.bundles / bundle / "configs"
             for cfg in configs:
-                path = self.bundles / bundle / "configs" / cfg
-                ids = set(json.loads(path.read_text()))
-                if cfg == "evaluate.json" and bundle == "unpaired_translator":  # an overlay on inference.json
-                    ids |= set(json.loads((path.parent / "inference.json").read_text()))
-                bad = sorted(k for k in self.profile[section] if k.split("#")[0] not in ids)
-                if bad:
-                    raise ValueError(
-                        f"profile {self.profile['name']!r} section {section!r}: {bad} not found in {path}; "
-                        "override keys must be ids of that bundle config."
-                    )
+                files = [folder / "inference.json", folder / cfg] if cfg == "evaluate.json" and bundle == (
+                    "unpaired_translator"
+                ) else [folder / cfg]  # the translator's evaluate.json is an overlay on inference.json
+                check_override_keys(
+                    [str(f) for f in files],
+                    self.profile[section],
+                    origin=f"profile {self.profile['name']!r} section {section!r}",
+                )
 
     def _check_output_dir(self) -> None:
-        state_path = self.out / STATE_FILE
+        state_path = self.layout.state_file
         if state_path.is_file():
             self.state = json.loads(state_path.read_text())
             if self.state.get("profile_digest") != self.digest:
@@ -216,7 +216,7 @@ class SynPrivPipeline:
         self.state["profile"] = self.profile
 
     def _save_state(self) -> None:
-        write_json_atomic(self.out / STATE_FILE, self.state)
+        write_json_atomic(self.layout.state_file, self.state)
 
     def _stage_state(self, key: str) -> dict:
         return self.state["stages"].setdefault(key, {})
@@ -327,7 +327,11 @@ class SynPrivPipeline:
                 if st.get("run_id"):
                     self.tracker.finish(st["run_id"], "FAILED" if isinstance(e, Exception) else "KILLED")
                 if isinstance(e, Exception) and not isinstance(e, PipelineError):
-                    raise PipelineError(f"stage {key!r} failed: {type(e).__name__}: {e}") from e
+                    from ..bundle_checks import fault_message
+
+                    # the root cause, not MONAI's "Failed to evaluate ConfigExpression" wrapper around it
+                    cause = fault_message(e) or f"{type(e).__name__}: {e}"
+                    raise PipelineError(f"stage {key!r} failed: {cause}") from e
                 raise
             if run_id:
                 st["run_id"] = run_id
@@ -397,7 +401,7 @@ class SynPrivPipeline:
         data = self.profile["data"]
         return {
             "cache_dir": str(self.cache),
-            "ckpt_dir": str(self.out / "translator" / "models"),
+            "ckpt_dir": str(self.layout.translator_model.parent),
             "contrast_a": data["contrast_a"],
             "contrast_b": data["contrast_b"],
             "to_grayscale": True,
@@ -415,7 +419,7 @@ class SynPrivPipeline:
             "datalist_b": self.state["datalists"]["privileged"],
             "section_b": "training",
             "source_key_b": "image",
-            "output_dir": _expr_path(self.out / "translator" / "train"),
+            "output_dir": _expr_path(self.layout.translator / "train"),
             "resume": True,
             **self.profile["translator_train"],
         }
@@ -424,7 +428,7 @@ class SynPrivPipeline:
     def translator_evaluate(self) -> str:
         overrides = {
             **self._translator_common(),
-            "output_dir": _expr_path(self.out / "translator" / "evaluate"),
+            "output_dir": _expr_path(self.layout.translator_evaluation),
             "input_datalist": self.state["datalists"]["paired_evaluation"],
             "input_section": "validation",
             "eval_section": "validation",
@@ -439,7 +443,7 @@ class SynPrivPipeline:
 
     def synthesis(self) -> str:
         translator_run = self.state["stages"]["translator_train"].get("run_id")
-        out = self.out / "synthesis"
+        out = self.layout.synthesis
         overrides = {
             **self._translator_common(),
             "input_datalist": self.state["datalists"]["downstream"],
@@ -447,15 +451,15 @@ class SynPrivPipeline:
             "input_key": "image",
             "max_items": self.profile["data"]["max_downstream"],
             "output_dir": _expr_path(out),
-            "synthetic_dir": str(out / "privileged"),
+            "synthetic_dir": str(self.layout.synthetic_dir),
             "translator_run_id": translator_run,
             **self.profile["synthesis"],
         }
         tags = {f"{TAG_PREFIX}translator_run_id": translator_run}
         run_id = self._run_bundle("synthesis", "unpaired_translator", ["inference.json"], overrides, tags)
         assert self.tracker is not None
-        paired = out / "privileged" / "paired_datalist.json"
-        grid = self._synthesis_grid(paired, out / "synthesis_grid.png")
+        paired = self.layout.paired_datalist
+        grid = self._synthesis_grid(paired, self.layout.synthesis_grid)
         self.tracker.log_artifact(run_id, paired, "datalist")
         self.tracker.log_artifact(run_id, grid, "images")
         return run_id
@@ -486,9 +490,6 @@ class SynPrivPipeline:
         )
         return path
 
-    def _arm_dir(self, arm: str, seed: int) -> Path:
-        return self.out / "ssl" / arm / f"seed{seed}"
-
     def _arm_data(self, arm: Arm) -> dict[str, Any]:
         if arm.pairs == "authentic":
             # the public multi-contrast slices are 240 x 240 with a wide background: train on the central brain
@@ -497,20 +498,20 @@ class SynPrivPipeline:
         datalist = (
             self.state["datalists"]["downstream"]
             if arm.pairs == "downstream"
-            else str(self.out / "synthesis" / "privileged" / "paired_datalist.json")
+            else str(self.layout.paired_datalist)
         )
         return {"datalist": datalist, "crop_size": None, "max_items": self.profile["data"]["max_downstream"]}
 
     def _lineage(self, arm: Arm) -> dict[str, Any]:
         tags: dict[str, Any] = {f"{TAG_PREFIX}arm": arm.name, f"{TAG_PREFIX}pairs": arm.pairs}
         if arm.pairs == "synthetic":
-            paired = json.loads((self.out / "synthesis" / "privileged" / "paired_datalist.json").read_text())
+            paired = json.loads(self.layout.paired_datalist.read_text())
             tags[f"{TAG_PREFIX}translator_run_id"] = paired.get("translator", {}).get("mlflow_run_id")
             tags[f"{TAG_PREFIX}synthesis_run_id"] = self.state["stages"]["synthesis"].get("run_id")
         return tags
 
     def ssl_train(self, arm: Arm, seed: int) -> str:
-        d = self._arm_dir(arm.name, seed)
+        d = self.layout.arm_dir(arm.name, seed)
         overrides = {
             **self._arm_data(arm),
             "section": "training",
@@ -537,13 +538,13 @@ class SynPrivPipeline:
         depth = self.profile["ssl_train"].get("depth", 18)
         torch.manual_seed(seed)
         net = make_resnet_encoder(spatial_dims=2, in_channels=1, depth=depth)
-        path = self._arm_dir(RANDOM_INIT, seed) / "models" / "model.pt"
+        path = self.layout.encoder(RANDOM_INIT, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save(net.state_dict(), tmp)
 
     def ssl_evaluate(self, arm_name: str, seed: int, tags: dict[str, Any]) -> str:
-        d = self._arm_dir(arm_name, seed)
+        d = self.layout.arm_dir(arm_name, seed)
         train = {k: v for k, v in self.profile["ssl_train"].items() if k in ("depth", "image_size")}
         overrides = {
             **train,
@@ -562,15 +563,103 @@ class SynPrivPipeline:
         )
 
     # ------------------------------------------------------------------ the whole run
-    def stage_keys(self) -> list[str]:
-        keys = ["prepare", "translator_train", *(["translator_evaluate"] if self.has_paired_evaluation else []),
-                "synthesis"]
+    def plan(self) -> list[Stage]:
+        """Every stage of this run in order, with what it reads and writes (:class:`Stage`): the experiment as data.
+        Stages whose data the profile does not give are left out (no ``paired_evaluation``: no
+        ``translator_evaluate``; no ``authentic_pairs``: no authentic arms, see :attr:`arms_not_run`)."""
+        lay = self.layout
+        downstream, privileged = lay.datalist("downstream"), lay.datalist("privileged")
+        authentic, evaluation = lay.datalist("authentic_pairs"), lay.datalist("paired_evaluation")
+        translator = lay.translator_model
+        prepared = [downstream, privileged]
+        prepared += [authentic] if self.has_authentic else []
+        prepared += [evaluation] if self.has_paired_evaluation else []
+        stages = [
+            Stage("prepare", self.prepare, tuple(prepared), always=True),
+            Stage(
+                "translator_train",
+                self.translator_train,
+                (translator,),
+                inputs=(downstream, privileged),
+                clean=(translator.parent, lay.translator / "train"),
+            ),
+        ]
+        if self.has_paired_evaluation:
+            stages.append(
+                Stage(
+                    "translator_evaluate",
+                    self.translator_evaluate,
+                    (lay.translation_metrics,),
+                    inputs=(translator, evaluation),
+                    clean=(lay.translator_evaluation,),
+                )
+            )
+        stages.append(
+            Stage(
+                "synthesis",
+                self.synthesis,
+                (lay.paired_datalist, lay.synthesis_grid),
+                inputs=(translator, downstream),
+                clean=(lay.synthesis,),
+            )
+        )
+        pairs_file = {"downstream": downstream, "authentic": authentic, "synthetic": lay.paired_datalist}
         for seed in self.seeds:
             for arm in self.arms:
-                keys += [f"ssl_train/{arm.name}/seed{seed}", f"ssl_evaluate/{arm.name}/seed{seed}"]
+                d, train_key = lay.arm_dir(arm.name, seed), f"ssl_train/{arm.name}/seed{seed}"
+                stages.append(
+                    Stage(
+                        train_key,
+                        lambda arm=arm, seed=seed: self.ssl_train(arm, seed),
+                        (lay.encoder(arm.name, seed),),
+                        inputs=(pairs_file[arm.pairs],),
+                        clean=(d / "models", d / "train"),
+                    )
+                )
+                stages.append(
+                    Stage(
+                        f"ssl_evaluate/{arm.name}/seed{seed}",
+                        lambda arm=arm, seed=seed, train_key=train_key: self.ssl_evaluate(
+                            arm.name,
+                            seed,
+                            {**self._lineage(arm), f"{TAG_PREFIX}ssl_run_id": self._stage_state(train_key).get("run_id")},
+                        ),
+                        (lay.probe_metrics(arm.name, seed),),
+                        inputs=(lay.encoder(arm.name, seed), downstream),
+                        clean=(d / "evaluate",),
+                    )
+                )
             if self.profile["random_init_baseline"]:
-                keys.append(f"ssl_evaluate/{RANDOM_INIT}/seed{seed}")
-        return keys + ["report"]
+                stages.append(
+                    Stage(
+                        f"ssl_evaluate/{RANDOM_INIT}/seed{seed}",
+                        lambda seed=seed: self._random_init_evaluate(seed),
+                        (lay.probe_metrics(RANDOM_INIT, seed),),
+                        inputs=(downstream,),
+                        clean=(lay.arm_dir(RANDOM_INIT, seed),),
+                    )
+                )
+        stages.append(Stage("report", self.report))
+        return stages
+
+    def _random_init_evaluate(self, seed: int) -> str:
+        self.random_init(seed)
+        return self.ssl_evaluate(RANDOM_INIT, seed, {f"{TAG_PREFIX}pairs": "none"})
+
+    def report(self) -> None:
+        """Collect every evaluation into ``report/`` and the parent MLflow run (:func:`write_report`)."""
+        assert self.tracker is not None
+        write_report(
+            self.layout,
+            self.state,
+            self.profile,
+            [a.name for a in self.arms],
+            self.tracker,
+            self.data_paths,
+        )
+
+    def stage_keys(self) -> list[str]:
+        return [st.key for st in self.plan()]
 
     def run(self) -> Path | None:
         """Run (or continue) every stage (up to ``until``); returns the path of the markdown report (None when
@@ -588,10 +677,8 @@ class SynPrivPipeline:
                 os.environ["MLFLOW_TRACKING_URI"] = previous_uri
 
     def _run_all(self) -> Path | None:
-        from .report import write_report
-
         self.tracker = PipelineTracker(
-            self.tracking_uri, self.experiment_name, fallback_uri=f"sqlite:///{self.out / 'mlruns_offline.db'}"
+            self.tracking_uri, self.experiment_name, fallback_uri=f"sqlite:///{self.layout.mlflow_fallback_db}"
         )
         started = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
         parent = self.tracker.start_parent(
@@ -603,10 +690,10 @@ class SynPrivPipeline:
             print(f"[pipeline] no authentic_pairs in the profile's data section: arms {self.arms_not_run} not run")
         if not self.has_paired_evaluation:
             print("[pipeline] no paired_evaluation in the profile's data section: the translator is not scored")
-        keys = self.stage_keys()
+        stages = self.plan()
         if self.until is not None:
-            keys = [k for k in keys if STAGES.index(_stage_group(k)) <= STAGES.index(self.until)]
-        bar = tqdm(total=len(keys), desc="pipeline", unit="stage") if (self.progress and has_tqdm) else None
+            stages = [st for st in stages if STAGES.index(st.group) <= STAGES.index(self.until)]
+        bar = tqdm(total=len(stages), desc="pipeline", unit="stage") if (self.progress and has_tqdm) else None
         t0 = time.time()
         try:
             self.state["parent_run_id"] = parent
@@ -625,7 +712,7 @@ class SynPrivPipeline:
                 },
             )
             self._save_state()
-            report = self._run_stages(bar, write_report)
+            report = self._run_stages(stages, bar)
         except BaseException as e:
             self.tracker.finish(parent, "FAILED" if isinstance(e, Exception) else "KILLED")
             raise
@@ -647,87 +734,9 @@ class SynPrivPipeline:
         )
         return report
 
-    def _run_stages(self, bar: Any, write_report: Callable[[SynPrivPipeline], None]) -> Path | None:
-        lists = self.cache / "datalists"
-        downstream, privileged = lists / "downstream.json", lists / "privileged.json"
-        authentic, evaluation = lists / "authentic_pairs.json", lists / "paired_evaluation.json"
-        prepared = [downstream, privileged]
-        prepared += [authentic] if self.has_authentic else []
-        prepared += [evaluation] if self.has_paired_evaluation else []
-        self._stage("prepare", prepared, self.prepare, bar, always=True)
-        if self.until == "prepare":
-            return None
-        tr = self.out / "translator"
-        translator = tr / "models" / "model.pt"
-        paired = self.out / "synthesis" / "privileged" / "paired_datalist.json"
-        self._stage(
-            "translator_train",
-            [translator],
-            self.translator_train,
-            bar,
-            inputs=[downstream, privileged],
-            clean=[tr / "models", tr / "train"],
-        )
-        if self.until == "translator_train":
-            return None
-        if self.has_paired_evaluation:
-            self._stage(
-                "translator_evaluate",
-                [tr / "evaluate" / "metrics" / "translation_metrics.json"],
-                self.translator_evaluate,
-                bar,
-                inputs=[translator, evaluation],
-                clean=[tr / "evaluate"],
-            )
-        if self.until == "translator_evaluate":
-            return None
-        self._stage(
-            "synthesis",
-            [paired, self.out / "synthesis" / "synthesis_grid.png"],
-            self.synthesis,
-            bar,
-            inputs=[translator, downstream],
-            clean=[self.out / "synthesis"],
-        )
-        if self.until == "synthesis":
-            return None
-        pairs_file = {"downstream": downstream, "authentic": authentic, "synthetic": paired}
-        for seed in self.seeds:
-            for arm in self.arms:
-                d = self._arm_dir(arm.name, seed)
-                train_id = self._stage(
-                    f"ssl_train/{arm.name}/seed{seed}",
-                    [d / "models" / "model.pt"],
-                    lambda arm=arm, seed=seed: self.ssl_train(arm, seed),
-                    bar,
-                    inputs=[pairs_file[arm.pairs]],
-                    clean=[d / "models", d / "train"],
-                )
-                tags = {**self._lineage(arm), f"{TAG_PREFIX}ssl_run_id": train_id}
-                self._stage(
-                    f"ssl_evaluate/{arm.name}/seed{seed}",
-                    [d / "evaluate" / "probes" / "probe_metrics.json"],
-                    lambda arm=arm, seed=seed, tags=tags: self.ssl_evaluate(arm.name, seed, tags),
-                    bar,
-                    inputs=[d / "models" / "model.pt", downstream],
-                    clean=[d / "evaluate"],
-                )
-            if self.profile["random_init_baseline"]:
-                d = self._arm_dir(RANDOM_INIT, seed)
-
-                def _random(seed: int = seed) -> str:
-                    self.random_init(seed)
-                    return self.ssl_evaluate(RANDOM_INIT, seed, {f"{TAG_PREFIX}pairs": "none"})
-
-                self._stage(
-                    f"ssl_evaluate/{RANDOM_INIT}/seed{seed}",
-                    [d / "evaluate" / "probes" / "probe_metrics.json"],
-                    _random,
-                    bar,
-                    inputs=[downstream],
-                    clean=[d],
-                )
-        if self.until == "ssl":
-            return None
-        self._stage("report", [], lambda: write_report(self), bar)
-        return self.out / "report" / "results.md"
+    def _run_stages(self, stages: Sequence[Stage], bar: Any) -> Path | None:
+        for st in stages:
+            self._stage(st.key, st.outputs, st.run, bar, inputs=st.inputs, clean=st.clean, always=st.always)
+        if stages and stages[-1].key == "report":
+            return self.layout.results_md
+        return None
