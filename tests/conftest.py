@@ -17,6 +17,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SYNPRIV_DATA", REPO.parent / "shared" / "data"))
+# the bundle configs read their default data root from SYNPRIV_DATA (no config defaults to a path outside its
+# bundle); set once here, for this process and every bundle subprocess of the suite
+os.environ.setdefault("SYNPRIV_DATA", str(DATA))
 MULTICONTRAST = DATA / "mri_brain_multicontrast"
 BUNDLE = REPO / "bundles" / "unpaired_translator"
 
