@@ -26,7 +26,8 @@ class AtomicDiskSaver(BaseSaveHandler):
     An ignite save handler that writes each checkpoint to a temporary file in the same folder, flushes it to disk and
     renames it onto its final name (:func:`monai_synpriv.utils.atomic_path`), on rank 0 only. A process killed while
     saving leaves the previous checkpoint intact and, at worst, a hidden temporary file (``.<name>.<random>.pt``)
-    that checkpoint discovery ignores.
+    that checkpoint discovery ignores and the next start-up deletes
+    (:func:`monai_synpriv.utils.find_latest_checkpoint`, the bundles' ``resume_ckpt``).
 
     Why not ``ignite.handlers.DiskSaver(atomic=True)``: ignite 0.5.5's also writes to a temporary file and renames it,
     but never calls ``fsync`` (a power loss after the rename can leave an empty checkpoint), cannot keep a fixed

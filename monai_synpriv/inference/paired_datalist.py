@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..utils.io import sha256_file, write_json_atomic
+from ..utils.io import write_json_atomic
+from .provenance import MANIFEST, check_provenance  # noqa: F401  (they lived here: old imports keep working)
 
 __all__ = ["check_provenance", "default_output_ext", "pending_items", "plan_outputs", "write_paired_datalist"]
 
@@ -42,7 +43,8 @@ def plan_outputs(
     not collide), with ``postfix`` and ``output_ext`` (default: :func:`default_output_ext`).
 
     Raises:
-        ValueError: an empty list, an item without ``key``, or two inputs mapping to one output.
+        ValueError: an empty list, an item without ``key``, two inputs mapping to one output, or an input inside
+            ``output_dir`` (its output would overwrite it or be read back as input).
     """
     if not items:
         raise ValueError("nothing to translate: the input datalist is empty.")
@@ -50,6 +52,13 @@ def plan_outputs(
         if key not in item:
             raise ValueError(f"input entry {i} has no key {key!r} (keys: {sorted(item)}).")
     paths = [os.path.abspath(str(it[key])) for it in items]
+    out_root = os.path.abspath(output_dir)
+    inside = [p for p in paths if os.path.commonpath([p, out_root]) == out_root]
+    if inside:
+        raise ValueError(
+            f"{len(inside)} input(s) lie inside the output folder {out_root} (e.g. {inside[0]}): the outputs would "
+            "overwrite or mix with the inputs. Set output_dir (or synthetic_dir) to a folder that holds no input."
+        )
     root = os.path.commonpath([os.path.dirname(p) for p in paths])
     out, seen = [], {}
     for item, path in zip(items, paths):
@@ -97,44 +106,3 @@ def write_paired_datalist(
         "missing": len(items) - len(done),
     }
     return write_json_atomic(path, record)
-
-
-MANIFEST = "translator_manifest.json"
-
-
-def check_provenance(
-    output_dir: str | os.PathLike,
-    checkpoint: str | os.PathLike,
-    items: Sequence[Mapping[str, Any]] = (),
-    output_key: str = "privileged",
-    overwrite: bool = False,
-) -> dict:
-    """
-    Make sure the synthetic images already in ``output_dir`` come from ``checkpoint`` before a re-run skips them.
-
-    ``output_dir/translator_manifest.json`` records the SHA-256 of the checkpoint that wrote the outputs. When it
-    names another checkpoint (the translator was retrained), the run stops with an explanation, or, with
-    ``overwrite=True``, the existing outputs of ``items`` are deleted so that all of them are translated again.
-    Returns the manifest (written atomically).
-    """
-    out = Path(output_dir)
-    digest = sha256_file(checkpoint)
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        import json
-
-        previous = json.loads(manifest_path.read_text())
-        if previous.get("checkpoint_sha256") != digest:
-            existing = [it[output_key] for it in items if os.path.exists(it[output_key])]
-            if not overwrite and existing:
-                raise RuntimeError(
-                    f"{out} holds {len(existing)} synthetic image(s) written by another translator checkpoint "
-                    f"({previous.get('checkpoint')}, sha256 {str(previous.get('checkpoint_sha256'))[:12]}...) than "
-                    f"{checkpoint} (sha256 {digest[:12]}...). Use another output_dir, or --overwrite True to "
-                    "translate everything again."
-                )
-            for path in existing:
-                os.remove(path)
-    manifest = {"checkpoint": os.path.abspath(str(checkpoint)), "checkpoint_sha256": digest}
-    write_json_atomic(manifest_path, manifest)
-    return manifest
