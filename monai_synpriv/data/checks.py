@@ -49,7 +49,8 @@ def check_images(
         path = item[key]
         if isinstance(path, str) and not os.path.exists(path):
             raise InputDataError(f"{where}key {key!r}: file not found: {path}")
-    loader = LoadImage(image_only=True, ensure_channel_first=True)
+    # a DICOM series (folder or file list) as one volume, anything else as plain LoadImage: as the configs' LoadImaged
+    loader = LoadImage(image_only=True, ensure_channel_first=True, reader="monai_synpriv.data.dicom.DicomSeriesReader")
     n = len(items) if max_checked is None else min(len(items), max_checked)
     summary: dict = {"count": len(items)}
     for item in tqdm(items[:n], desc=f"checking {name or key}", disable=not progress, leave=False):

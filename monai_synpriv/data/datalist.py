@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from ..utils.io import write_json_atomic
+from .dicom import dicom_series_datalist, group_dicom_series, is_dicom_file
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "OUTPUT_FOLDER_MARKERS",
     "datalist_classes",
     "folder_to_datalist",
     "load_datalist_section",
@@ -23,16 +26,77 @@ __all__ = [
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".dcm", ".png", ".jpg", ".jpeg", ".mha", ".mhd", ".nrrd", ".tif", ".tiff")
 
 
+#: files that mark a folder as the output of one of our workflows (the translator's provenance manifest): a folder
+#: listing skips the sub-folders holding one, so that outputs written inside an input folder are not read back as input
+OUTPUT_FOLDER_MARKERS = ("translator_manifest.json",)
+
+
 def _is_image(p: Path) -> bool:
     name = p.name.lower()
     return p.is_file() and not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
 
 
-def folder_to_datalist(folder: str | os.PathLike, key: str = "image", recursive: bool = True) -> list[dict]:
-    """Every image file under ``folder`` (sorted), as ``[{key: path}, ...]``."""
+def _maybe_dicom(p: Path) -> bool:
+    """A ``.dcm`` file, or a visible file without a known image suffix (PACS exports have none), that holds the DICOM
+    magic. NIfTI, PNG, ... files are not opened."""
+    name = p.name.lower()
+    if name.startswith(".") or (name.endswith(IMAGE_SUFFIXES) and not name.endswith(".dcm")):
+        return False
+    return p.is_file() and is_dicom_file(p)
+
+
+def _skipped(sub: Path, exclude: set[str]) -> bool:
+    """Whether a folder listing leaves out the sub-folder ``sub``: a link, an excluded or an output folder."""
+    if sub.is_symlink() or os.path.abspath(sub) in exclude:
+        return True
+    return any((sub / marker).is_file() for marker in OUTPUT_FOLDER_MARKERS)
+
+
+def folder_to_datalist(
+    folder: str | os.PathLike,
+    key: str = "image",
+    recursive: bool = True,
+    exclude: str | os.PathLike | list | tuple = (),
+    dicom_series: bool = True,
+) -> list[dict]:
+    """
+    Every image file under ``folder`` (sorted), as ``[{key: path}, ...]``. Hidden files are skipped and symbolic links
+    to folders are not followed. Output folders below ``folder`` are left out with everything under them: the
+    sub-folders holding one of :data:`OUTPUT_FOLDER_MARKERS` (e.g. the translator's ``translator_manifest.json``,
+    written before its first output) and those in ``exclude``, so that an output folder placed inside the input
+    folder is not read back as input on the next run. ``folder`` itself is always listed, even when it is an output
+    folder.
+
+    DICOM files are recognised by their header, with or without the ``.dcm`` extension, and grouped by
+    ``SeriesInstanceUID`` (:func:`monai_synpriv.data.dicom.dicom_series_datalist`): a series of several slices is one
+    entry, its folder when it is alone there, else the list of its files in slice order (read them with
+    ``LoadImaged(reader="monai_synpriv.data.dicom.DicomSeriesReader")``); a one-file series is the file. Entries of a
+    series also carry ``series_uid``, ``modality``, ``series_description``, ``patient_id`` and ``num_slices``.
+
+    Args:
+        folder: the folder to list.
+        key: the key of each entry.
+        recursive: also list the sub-folders.
+        exclude: folders (with everything below them) to leave out, e.g. this run's own output folder.
+        dicom_series: group DICOM slices into series; ``False``: one entry per ``.dcm`` file (2D slices).
+
+    Raises:
+        DicomSeriesError: naming a DICOM file whose header is truncated or corrupt.
+    """
     folder = Path(folder)
-    files = sorted(p for p in (folder.rglob("*") if recursive else folder.iterdir()) if _is_image(p))
-    return [{key: str(p)} for p in files]
+    skip = {os.path.abspath(p) for p in ([exclude] if isinstance(exclude, (str, os.PathLike)) else exclude)}
+    files, dicom = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if recursive and not _skipped(Path(dirpath) / d, skip)]
+        for p in (Path(dirpath) / n for n in filenames):
+            if dicom_series and _maybe_dicom(p):
+                dicom.append(p)
+            elif _is_image(p):
+                files.append(p)
+    items = [{key: str(p)} for p in files]
+    if dicom:
+        items += dicom_series_datalist(group_dicom_series(sorted(dicom)), key=key)
+    return sorted(items, key=lambda item: item[key] if isinstance(item[key], str) else item[key][0])
 
 
 def load_datalist_section(path: str | os.PathLike, section: str = "training", base_dir: str | None = None) -> list:
@@ -59,9 +123,22 @@ def load_datalist_section(path: str | os.PathLike, section: str = "training", ba
     return out
 
 
+def _is_series_folder(path: Path) -> bool:
+    """A folder that directly holds a DICOM file (among its first 64 entries): a DICOM series given by its folder."""
+    return path.is_dir() and any(is_dicom_file(p) for p in itertools.islice(path.iterdir(), 64))
+
+
 def _resolve(value: Any, base: Path) -> Any:
-    if isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES) and not os.path.isabs(value):
-        return str(base / value)
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        if value.lower().endswith(IMAGE_SUFFIXES) or _is_series_folder(base / value):
+            return str(base / value)
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, str) and not os.path.isabs(v) and (base / v).is_file() for v in value)
+        and is_dicom_file(base / value[0])
+    ):
+        return [str(base / v) for v in value]  # a DICOM series as the list of its (relative, extensionless) files
     return value
 
 
@@ -72,11 +149,13 @@ def load_image_list(
     source_key: str = "image",
     base_dir: str | None = None,
     max_items: int | None = None,
+    exclude: str | os.PathLike | list | tuple = (),
 ) -> list[dict]:
     """
     One domain's images as ``[{key: path, ...}, ...]`` from any of:
 
-    - a folder (every NIfTI/DICOM/PNG/JPEG/... file below it, sorted);
+    - a folder (every NIfTI/DICOM/PNG/JPEG/... file below it, sorted, without the output folders inside it and
+      those in ``exclude``: :func:`folder_to_datalist`);
     - a datalist JSON (``section`` of it; each entry's ``source_key`` becomes ``key``, other fields are kept);
     - an already loaded list of dicts or paths.
 
@@ -94,7 +173,7 @@ def load_image_list(
         if not p.exists():
             raise FileNotFoundError(f"datalist source {p} does not exist (a folder of images or a datalist JSON).")
         if p.is_dir():
-            items = folder_to_datalist(p, key=source_key)
+            items = folder_to_datalist(p, key=source_key, exclude=exclude)
             origin = f"folder {p}"
         else:
             items = load_datalist_section(p, section, base_dir)
