@@ -158,8 +158,11 @@ def prepare_multicontrast_slices(
         vol_b = load_normalized_volume(root / subject / f"{contrast_b}.nii.gz")
         if vol_a.shape != vol_b.shape:
             raise ValueError(
-                f"subject {subject}: {contrast_a} {tuple(vol_a.shape)} and {contrast_b} "
-                f"{tuple(vol_b.shape)} are not voxel-aligned."
+                f"subject {subject}: {root / subject / f'{contrast_a}.nii.gz'} {tuple(vol_a.shape)} and "
+                f"{root / subject / f'{contrast_b}.nii.gz'} {tuple(vol_b.shape)} are not voxel-aligned, so their "
+                "slices cannot be paired by index. Resample the second onto the first's grid (e.g. "
+                "monai_synpriv.transforms.MatchPairGridd, or register them) before slicing, or train on the volumes "
+                "(the 3D configs resample pairs by their affines)."
             )
         for idx in select_slices([vol_a, vol_b], axis=axis, min_foreground=min_foreground):
             pa = save_slice(vol_a, idx, cache / subject / contrast_a / f"{subject}_{contrast_a}_{idx:03d}.nii.gz", axis)
