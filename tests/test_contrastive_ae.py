@@ -203,3 +203,20 @@ def test_clustering_handler_scores_a_degenerate_encoder_as_such(tmp_path):
         ClusteringEvaluationHandler(tmp_path, ["a", "b"], method="dbscan")
     with pytest.raises(ValueError, match="unknown feature normalization"):
         ClusteringEvaluationHandler(tmp_path, ["a", "b"], normalization="whiten")
+
+
+def test_trainer_refuses_a_loader_that_yields_no_batch():
+    """One item, batch_size 2, drop_last: no batch at all. Refused up front, naming the counts (ignite would end in
+    MONAI's ``NotComputableError: Average must have at least one example``)."""
+    from monai.data import DataLoader
+
+    from monai_synpriv.engines import ContrastiveAutoEncoderTrainer
+
+    net = ContrastiveAutoEncoder(2, (1, 28, 28), latent_size=4, channels=(4, 8), strides=(2, 2))
+    opt = torch.optim.Adam(net.parameters())
+    item = {"image": torch.zeros(1, 28, 28), "image_2": torch.zeros(1, 28, 28)}
+    loader = DataLoader([item], batch_size=2, drop_last=True)
+    with pytest.raises(ValueError, match=r"yields no batch \(1 item\(s\), batch_size 2, drop_last True\)"):
+        ContrastiveAutoEncoderTrainer("cpu", 1, loader, net, opt, ContrastiveAutoEncoderLoss())
+    loader = DataLoader(loader.dataset, batch_size=2, drop_last=False)  # the same item, kept: trains
+    ContrastiveAutoEncoderTrainer("cpu", 1, loader, net, opt, ContrastiveAutoEncoderLoss(), epoch_length=1).run()

@@ -55,6 +55,29 @@ class PrepareBatchKeys(PrepareBatch):
         return tuple(to_plain_tensor(batchdata[k], device, non_blocking) for k in self.keys)
 
 
+def _check_yields_batches(owner: str, loader: Any) -> None:
+    """Refuse a training loader that yields no batch (fewer items than ``batch_size`` with ``drop_last``, an empty
+    datalist section): ignite would run empty epochs and fail at the end with MONAI's ``NotComputableError: Average
+    must have at least one example``, naming nothing."""
+    try:
+        n_batches = len(loader)
+    except TypeError:  # an iterable without a length (IterableDataset, a generator): nothing to check up front
+        return
+    if n_batches:
+        return
+    dataset = getattr(loader, "dataset", None)
+    try:
+        n_items = len(dataset) if dataset is not None else 0
+    except TypeError:
+        n_items = "an unknown number of"
+    batch_size, drop_last = getattr(loader, "batch_size", None), getattr(loader, "drop_last", False)
+    detail = f"{n_items} item(s)" + (f", batch_size {batch_size}, drop_last {drop_last}" if batch_size else "")
+    raise ValueError(
+        f"{owner}: the training data loader yields no batch ({detail}). Give the datalist section more items, or a "
+        "smaller batch_size (or drop_last False)."
+    )
+
+
 class MixedPrecisionTrainer(Trainer):
     """
     A MONAI ``Trainer`` with one ``precision`` setting (``fp32``, ``bf16``, ``fp16``, ``auto``: see
@@ -128,6 +151,7 @@ class MixedPrecisionTrainer(Trainer):
         amp_kwargs: dict | None = None,
         grad_clip_norm: float | None = None,
     ) -> None:
+        _check_yields_batches(type(self).__name__, train_data_loader)
         device = torch.device(device)
         self.precision = resolve_precision(precision if precision is not None else ("auto" if amp else "fp32"), device)
         if amp_kwargs and {"dtype", "enabled", "device_type"} & set(amp_kwargs):
