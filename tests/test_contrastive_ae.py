@@ -217,6 +217,6 @@ def test_trainer_refuses_a_loader_that_yields_no_batch():
     item = {"image": torch.zeros(1, 28, 28), "image_2": torch.zeros(1, 28, 28)}
     loader = DataLoader([item], batch_size=2, drop_last=True)
     with pytest.raises(ValueError, match=r"yields no batch \(1 item\(s\), batch_size 2, drop_last True\)"):
-        ContrastiveAutoEncoderTrainer("cpu", 1, loader, net, opt, ContrastiveAutoEncoderLoss())
+        ContrastiveAutoEncoderTrainer("cpu", 1, loader, net, opt, ContrastiveAutoEncoderLoss()).run()
     loader = DataLoader(loader.dataset, batch_size=2, drop_last=False)  # the same item, kept: trains
     ContrastiveAutoEncoderTrainer("cpu", 1, loader, net, opt, ContrastiveAutoEncoderLoss(), epoch_length=1).run()

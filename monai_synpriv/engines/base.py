@@ -151,7 +151,6 @@ class MixedPrecisionTrainer(Trainer):
         amp_kwargs: dict | None = None,
         grad_clip_norm: float | None = None,
     ) -> None:
-        _check_yields_batches(type(self).__name__, train_data_loader)
         device = torch.device(device)
         self.precision = resolve_precision(precision if precision is not None else ("auto" if amp else "fp32"), device)
         if amp_kwargs and {"dtype", "enabled", "device_type"} & set(amp_kwargs):
@@ -245,9 +244,11 @@ class MixedPrecisionTrainer(Trainer):
 
     def run(self) -> None:  # type: ignore[override]
         """Run the training. Unlike MONAI's ``Trainer.run``, the gradient scalers are kept (a resumed fp16 run
-        continues at its checkpointed scale) and no CUDA-only scaler is created."""
+        continues at its checkpointed scale) and no CUDA-only scaler is created. A training loader that yields no
+        batch is refused first, naming the counts."""
         if not self._init_finished:
             raise RuntimeError(f"{type(self).__name__}.__init__ must end with self._finish_init().")
+        _check_yields_batches(type(self).__name__, self.data_loader)
         Workflow.run(self)
 
     def state_dict(self) -> dict[str, Any]:
