@@ -2,9 +2,9 @@
 # The main job (until the full pipeline lands): set up, then train, apply and evaluate the unpaired translator
 # bundle on the real multi-contrast brain MRI in ../shared/data, logging every stage to one MLflow SQLite store.
 #
-#   PROFILE=quick (default, ~11 min on a 2-core CPU) | cpu128 (128 px whole slices, resize up-sampling, 27 + 27
-#           epochs: ~45 min of CUT on a 2-core AMX CPU in bf16, from the measured ~50 s epoch) | full (reference
-#           widths and schedule, for a GPU)
+#   PROFILE=quick (default, ~11 min on a 2-core CPU) | cpu128 (128 px whole slices, resize up-sampling, 14 + 14
+#           epochs: ~42 min of CUT on a 2-core AMX CPU in bf16, from the 85-93 s epoch measured on a quiet machine)
+#           | full (reference widths and schedule, for a GPU)
 #   METHOD=cyclegan (default) | cut | fastcut
 #   CONTRAST_B=t2w (default) | t2f   OUT=runs/translator_demo   DATA=../shared/data/mri_brain_multicontrast
 set -euo pipefail
@@ -24,7 +24,7 @@ export MLFLOW_TRACKING_URI="sqlite:///$OUT/mlruns.db"
 case "$PROFILE" in
   quick) NET=(--image_size "[64,64]" --ngf 32 --num_res_blocks 6); TRAIN=(--ndf 32 --epochs_constant 8 --epochs_decay 8) ;;
   cpu128) NET=(--image_size "[128,128]" --crop_size "\$None" --ngf 32 --num_res_blocks 6 --upsample resize)
-          TRAIN=(--ndf 32 --epochs_constant 27 --epochs_decay 27) ;;
+          TRAIN=(--ndf 32 --epochs_constant 14 --epochs_decay 14) ;;
   full)  NET=(--image_size "[256,256]" --crop_size "\$None" --ngf 64 --num_res_blocks 9)
          TRAIN=(--ndf 64 --epochs_constant 100 --epochs_decay 100) ;;
   *) echo "unknown PROFILE=$PROFILE (quick|full)" >&2; exit 1 ;;
