@@ -441,3 +441,16 @@ def test_3d_bundle_preprocessing_reads_a_series_folder(tmp_path, tree, mr):
     from_nifti = pipeline({"image": str(nifti)})["image"]
     assert from_series.shape == from_nifti.shape and from_series.shape[0] == 1 and from_series.ndim == 4
     torch.testing.assert_close(from_series, from_nifti)
+
+
+def test_datalist_text_values_are_not_taken_for_series_folders(tmp_path):
+    """A caption longer than a file name may be (the VLP datalists) and other text stay text: resolving relative series
+    folders must not trip over ``OSError: File name too long``."""
+    from monai_synpriv.data import load_datalist_section
+
+    caption = "PA chest radiograph demonstrates left lung volume loss. " * 10
+    (tmp_path / "a.png").write_bytes(b"")
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps({"training": [{"image": "a.png", "text": caption, "tags": ["CT", caption]}]}))
+    (item,) = load_datalist_section(path)
+    assert item == {"image": str(tmp_path / "a.png"), "text": caption, "tags": ["CT", caption]}

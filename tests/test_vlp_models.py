@@ -418,7 +418,9 @@ def test_sampling_is_deterministic_and_batch_independent(one_thread):
     assert all(not torch.allclose(a[i], other_seed[i]) for i in range(3))
     assert not torch.allclose(a[0], a[1])  # every item has its own noise
     alone = draw(context[2:], [2], 5)
-    torch.testing.assert_close(alone[0], a[2], atol=1e-6, rtol=0)
+    # the same noise and condition give the same image whatever the batch; float32 convolutions may take another
+    # oneDNN algorithm for another batch size (seen: 1.7e-5 apart on one CPU), while other noise differs by O(1)
+    torch.testing.assert_close(alone[0], a[2], atol=1e-4, rtol=0)
     assert not torch.allclose(draw(context[:1], [2], 5), alone)  # the condition matters
     with pytest.raises(ValueError, match="2 indices for 3 contexts"):
         draw(context, [0, 1], 5)

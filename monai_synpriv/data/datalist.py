@@ -124,8 +124,20 @@ def load_datalist_section(path: str | os.PathLike, section: str = "training", ba
 
 
 def _is_series_folder(path: Path) -> bool:
-    """A folder that directly holds a DICOM file (among its first 64 entries): a DICOM series given by its folder."""
-    return path.is_dir() and any(is_dicom_file(p) for p in itertools.islice(path.iterdir(), 64))
+    """A folder that directly holds a DICOM file (among its first 64 entries): a DICOM series given by its folder.
+    Any other string value (a caption, a class name) is no path: an over-long name or one the file system refuses is
+    simply not a folder."""
+    try:
+        return path.is_dir() and any(is_dicom_file(p) for p in itertools.islice(path.iterdir(), 64))
+    except (OSError, ValueError):  # ENAMETOOLONG, embedded NUL, permission denied
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _resolve(value: Any, base: Path) -> Any:
@@ -135,7 +147,7 @@ def _resolve(value: Any, base: Path) -> Any:
     if (
         isinstance(value, list)
         and value
-        and all(isinstance(v, str) and not os.path.isabs(v) and (base / v).is_file() for v in value)
+        and all(isinstance(v, str) and not os.path.isabs(v) and _is_file(base / v) for v in value)
         and is_dicom_file(base / value[0])
     ):
         return [str(base / v) for v in value]  # a DICOM series as the list of its (relative, extensionless) files
