@@ -140,3 +140,25 @@ def test_content_digest_sees_a_replaced_image(tmp_path):
     assert datalist_content_digest(tmp_path / "dl.json") == before
     _image(Path(p), 7)  # same path, new pixels
     assert datalist_content_digest(tmp_path / "dl.json") != before
+
+
+def test_every_section_has_the_same_keys(tmp_path):
+    """A given test section beside a seeded validation split, with and without subject ids: every entry of every
+    section has the same keys (a probe batches images of two sections; MONAI's collate fails on a missing key)."""
+    for i in range(8):
+        _image(tmp_path / f"{i}.png", i)
+    datalist = {
+        "training": [{"image": f"{i}.png", "label": i % 2, "pid": f"p{i}"} for i in range(6)],
+        "test": [{"image": f"{i}.png", "label": i % 2, "pid": f"p{i}"} for i in (6, 7)],
+    }
+    (tmp_path / "dl.json").write_text(json.dumps(datalist))
+    for subject_key, expected in ((None, {"image", "label", "class"}), ("pid", {"image", "label", "class", "subject"})):
+        out = json.loads(
+            Path(
+                prepare_labelled_datalist(tmp_path / f"o_{subject_key}.json", datalist=tmp_path / "dl.json",
+                                          subject_key=subject_key, val_fraction=0.3)
+            ).read_text()
+        )
+        assert set(out) >= {"training", "validation", "test"}
+        keys = {tuple(sorted(e)) for s in ("training", "validation", "test") for e in out[s]}
+        assert keys == {tuple(sorted(expected))}, (subject_key, keys)

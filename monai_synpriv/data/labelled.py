@@ -309,7 +309,9 @@ def prepare_labelled_datalist(
                 f"{len({e.get('subject') for e in entries})} subjects). Add images of that class, change "
                 "test_fraction, or drop the class from class_names."
             )
-    keep = ("label", "class", "subject", *extra_keys)
+    # "subject" only when the data has subject ids (image-level split ids mean nothing); every section then has the
+    # same keys, which MONAI's collate needs when a probe batches images of two sections together
+    keep = ("label", "class", *(("subject",) if subject_key is not None else ()), *extra_keys)
 
     def clean(e: dict) -> dict:
         return {"image": str(Path(e[image_key]).resolve()), **{k: e[k] for k in keep if k in e}}
