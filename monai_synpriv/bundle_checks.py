@@ -49,6 +49,7 @@ __all__ = [
     "fault_message",
     "merged_config",
     "parse_fire_arguments",
+    "require_data",
     "root_cause",
     "unknown_override_keys",
 ]
@@ -67,19 +68,33 @@ _checked = False  # the command line is checked once per process (a nested workf
 _previous_excepthook = None
 
 
-def data_path(key: str, subdir: str = "", env: str = DATA_ENV) -> str:
+def _unset_message(key: str, example: str, env: str, alternatives: Sequence[str] = ()) -> str:
+    given = "".join(f" or --{a} <datalist>" for a in alternatives)
+    return (
+        f"config key '{key}' is not set: pass --{key} {example}{given} (in Python: the override {{'{key}': ...}}), "
+        f"or set the environment variable {env} to the folder holding the public data sets (monai_synpriv's "
+        "docs/data.md)."
+    )
+
+
+def data_path(key: str, subdir: str = "", env: str = DATA_ENV, required: bool = True) -> str | None:
     """Default of a config's dataset path ``key``: ``$SYNPRIV_DATA/<subdir>``; raises when it is not set or absent.
 
     A config evaluates it only when it reads its default dataset, so a run given its datalists needs neither the
     variable nor the override.
 
+    Inference configs pass ``required=False``: the path is then ``None`` when neither the override nor the variable
+    is given, so that the workflow can be built and its properties checked without data (model-zoo's CI does that),
+    and the config's ``run`` starts with :func:`require_data`, which raises this function's error.
+
     Args:
         key: the config id whose default this is (named in the error, with the override to pass).
         subdir: folder under the data root (e.g. ``"mri_brain_multicontrast"`` for ``dataset_dir``).
         env: environment variable holding the data root.
+        required: raise when the path is not given (else return ``None``).
 
     Raises:
-        ValueError: ``env`` is not set (the message names ``--<key>`` and ``env``).
+        ValueError: ``env`` is not set and ``required`` (the message names ``--<key>`` and ``env``).
         FileNotFoundError: ``env`` is set but ``$env/subdir`` is not a folder.
     """
     if _bundle_main():
@@ -87,10 +102,9 @@ def data_path(key: str, subdir: str = "", env: str = DATA_ENV) -> str:
     example = f"/path/to/{subdir or 'data'}"
     root = os.environ.get(env, "")
     if not root:
-        raise ValueError(
-            f"config key '{key}' is not set: pass --{key} {example} (in Python: the override {{'{key}': ...}}), or set "
-            f"the environment variable {env} to the folder holding the public data sets (monai_synpriv's docs/data.md)."
-        )
+        if not required:
+            return None
+        raise ValueError(_unset_message(key, example, env))
     path = Path(root) / subdir if subdir else Path(root)
     if not path.is_dir():
         raise FileNotFoundError(
@@ -98,6 +112,27 @@ def data_path(key: str, subdir: str = "", env: str = DATA_ENV) -> str:
             "the folder holding the public data sets (monai_synpriv's docs/data.md)."
         )
     return str(path)
+
+
+def require_data(value: Any, key: str, alternatives: Sequence[str] = (), subdir: str = "", env: str = DATA_ENV) -> Any:
+    """First entry of an inference config's ``run``: stop, naming the override to pass, when the input is missing.
+
+    Args:
+        value: what the run would read (a datalist path or dict, a list of items); ``None`` when no data was given.
+        key: the dataset path override that would supply it (``dataset_dir``).
+        alternatives: other overrides that would (``input_datalist``).
+        subdir: the data root's sub-folder, for the example path in the message.
+        env: environment variable holding the data root.
+
+    Returns:
+        ``value``, unchanged.
+
+    Raises:
+        ValueError: ``value`` is ``None``.
+    """
+    if value is None:
+        raise ValueError(_unset_message(key, f"/path/to/{subdir or 'data'}", env, alternatives))
+    return value
 
 
 # ---------------------------------------------------------------------------------------------- the command line

@@ -103,8 +103,9 @@ def _run(bundle: Path, configs: list[str], overrides: dict, out: Path, run_name:
     )
 
 
-def _finished(ckpt_dir: Path) -> bool:
-    return (ckpt_dir / "FINISHED.json").is_file() and (ckpt_dir / "model.pt").is_file()
+def _finished(ckpt_dir: Path, weights: str = "model.pt") -> bool:
+    """The stage's marker and its final weights (the VLP bundle's dual encoder is ``dual_encoder.pt``)."""
+    return (ckpt_dir / "FINISHED.json").is_file() and (ckpt_dir / weights).is_file()
 
 
 def _mark_finished(ckpt_dir: Path, settings: dict) -> None:
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                 "train_sources": sources[arm],
                 "ckpt_dir": str(run_dir / "models"),
             }
-            if not _finished(run_dir / "models"):
+            if not _finished(run_dir / "models", "dual_encoder.pt"):
                 t0 = time.time()
                 _run(VLP, ["train.json"], {**over, "output_dir": f"${str(run_dir)!r}"}, out, f"vlp_train_{tag}", True)
                 _mark_finished(run_dir / "models", prof["vlp"])

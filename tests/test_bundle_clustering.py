@@ -1,5 +1,7 @@
 """The contrastive_ae_clustering bundle on real data: train -> evaluate -> inference through the MONAI bundle CLI with
-MLflow read back, the 3D path (AdrenalMNIST3D), the supervised overlay and bad inputs."""
+MLflow read back, the 3D path (AdrenalMNIST3D), the supervised overlay and bad inputs; and, without data, the
+inference network (``network_def``: training's checkpoint loads into it, TorchScript gives its output) and the
+inference workflow built without data or cluster model, whose run names what is missing."""
 
 from __future__ import annotations
 
@@ -143,8 +145,10 @@ def test_train_evaluate_inference_with_mlflow(tmp_path):
     # the same clusters as the evaluation's assignment of the test split (same model, same features)
     from monai_synpriv.evaluation import ClusterModel
 
-    model = ClusterModel.load(out / "cluster_model.json")
+    # the cluster model inference read lies next to model.pt; the evaluation's record (logged to MLflow) is the same
+    model = ClusterModel.load(tmp_path / "models" / "cluster_model.json")
     assert model.n_clusters == 2 and model.class_names == ["0", "1"]
+    assert model.to_dict() == ClusterModel.load(out / "cluster_model.json").to_dict()
     counts = np.bincount([int(r["cluster"]) for r in rows], minlength=2)
     test = metrics["latent"]["test"]
     assert counts.sum() == 156 and test["n_clusters_used"] == int((counts > 0).sum())
@@ -250,9 +254,11 @@ def test_bad_inputs_fail_early_with_clear_errors(tmp_path):
     )
     assert proc.returncode != 0 and "unknown cluster method 'dbscan'" in proc.stderr
     assert "Iteration" not in proc.stdout + proc.stderr.split("unknown cluster method")[0]
-    # inference without a cluster model names the missing file
+    # inference without a cluster model names the missing file (next to model.pt) and how to produce it
     proc = bundle("run", "--config_file", "configs/inference.json", *common, cwd=ROOT, check=False)
-    assert proc.returncode != 0 and "cluster model not found" in proc.stderr and "cluster_model.json" in proc.stderr
+    assert proc.returncode != 0 and "cluster model not found" in proc.stderr, proc.stderr[-3000:]
+    assert str(tmp_path / "models" / "cluster_model.json") in proc.stderr and "configs/evaluate.json" in proc.stderr
+    assert "Iteration" not in proc.stdout + proc.stderr.split("cluster model not found")[0]
     # a datalist entry whose image is missing is named
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"test": [{"image": str(tmp_path / "nope.nii.gz")}]}))
@@ -304,3 +310,119 @@ def test_contrastive_autoencoder_beats_raw_pixel_kmeans_on_brain_tumour_mri(tmp_
     latent, raw = metrics["latent"]["test"], metrics["raw_pixels"]["test"]
     assert latent["n_clusters_used"] == 4
     assert latent["nmi"] > raw["nmi"], (latent, raw)
+
+
+# ---------------------------------------------------------------------------------------------- without data
+SMALL = {"latent_size": 8, "channels": [4, 8, 8], "projection_dims": [16, 8]}
+
+
+def _parsed(config: str, **overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "configs" / config))
+    parser.read_meta(str(ROOT / "configs" / "metadata.json"))
+    parser.update({"bundle_root": str(ROOT), **overrides})
+    return parser
+
+
+@pytest.mark.parametrize("variational", [False, True], ids=["ae", "vae"])
+def test_network_def_loads_the_training_checkpoint_and_scripts_to_the_eager_output(tmp_path, variational):
+    """inference.json's network_def (image -> latent mean) takes the state dict that train.json saves, strictly (the
+    same keys: the encoder's, the decoder's, the projector's); its TorchScript export (``monai.bundle.ckpt_export``,
+    as model-zoo does it) gives the eager output, and so does the scripted autoencoder (the whole training network)."""
+    from monai.bundle import ckpt_export
+
+    torch.manual_seed(0)
+    autoencoder = _parsed("train.json", variational=variational, **SMALL).get_parsed_content("network_def")
+    ckpt = tmp_path / "model.pt"
+    torch.save(autoencoder.state_dict(), ckpt)  # what AtomicCheckpointSaver writes as model.pt
+    encoder = _parsed("inference.json", variational=variational, **SMALL).get_parsed_content("network_def")
+    encoder.load_state_dict(torch.load(ckpt, weights_only=True))  # strict
+    assert encoder.state_dict().keys() == autoencoder.state_dict().keys()
+    autoencoder.eval(), encoder.eval()
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        mu = encoder(x)
+        assert mu.shape == (3, 8) and torch.equal(mu, autoencoder.encode(x)[0])
+        scripted = torch.jit.script(autoencoder)
+        for a, b in zip(scripted(x), autoencoder(x)):
+            if b is None:  # logvar of the deterministic autoencoder
+                assert a is None and not variational
+            else:
+                torch.testing.assert_close(a, b)
+
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(tmp_path / "model.ts"),
+        ckpt_file=str(ckpt),
+        meta_file=str(ROOT / "configs" / "metadata.json"),
+        config_file=str(ROOT / "configs" / "inference.json"),
+        bundle_root=str(ROOT),
+        variational=variational,
+        **SMALL,
+    )
+    exported = torch.jit.load(str(tmp_path / "model.ts"))
+    with torch.no_grad():
+        torch.testing.assert_close(exported(x), mu)
+    # and a state dict saved from network_def loads back into the autoencoder
+    autoencoder.load_state_dict(encoder.state_dict())
+
+
+def test_inference_builds_without_data_or_cluster_model_and_its_run_names_what_is_missing(tmp_path, monkeypatch):
+    """The inference workflow is built (model-zoo's property check) from the checkpoint alone; its run then stops
+    naming the data override, then the missing cluster model under models/ and how to produce it; given both, it
+    writes one row per image."""
+    import nibabel as nib
+    from monai.bundle import create_workflow
+
+    from monai_synpriv.bundle_checks import DATA_ENV, root_cause
+    from monai_synpriv.evaluation import fit_clusters
+
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    models = tmp_path / "models"
+    models.mkdir()
+    net = _parsed("train.json", **SMALL).get_parsed_content("network_def")
+    torch.save(net.state_dict(), models / "model.pt")
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"image_{i}.nii.gz")
+        nib.save(nib.Nifti1Image(np.random.default_rng(i).random((28, 28)).astype(np.float32), np.eye(4)), paths[i])
+    overrides = dict(SMALL, ckpt_dir=str(models), output_dir=str(tmp_path / "eval"), cache_dir=str(tmp_path / "c"))
+
+    def workflow(**extra):
+        return create_workflow(
+            workflow_type="inference",
+            config_file=str(ROOT / "configs" / "inference.json"),
+            meta_file=str(ROOT / "configs" / "metadata.json"),
+            bundle_root=str(ROOT),
+            **overrides,
+            **extra,
+        )
+
+    flow = workflow()
+    assert flow.check_properties() == [] and flow.dataset_dir is None and len(flow.dataset) == 0
+    with pytest.raises(Exception) as info:
+        flow.run()
+    message = str(root_cause(info.value))
+    assert "config key 'dataset_dir' is not set: pass --dataset_dir" in message and "--input" in message
+
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"test": [{"image": str(p)} for p in paths]}))
+    flow = workflow(input=str(datalist))
+    with pytest.raises(Exception) as info:
+        flow.run()
+    message = str(root_cause(info.value))
+    assert isinstance(root_cause(info.value), FileNotFoundError)
+    assert f"cluster model not found: {models / 'cluster_model.json'}" in message
+    assert "configs/evaluate.json" in message and "--cluster_model" in message
+    assert not (tmp_path / "eval" / "cluster_assignments.csv").exists()
+
+    model = fit_clusters(np.random.default_rng(0).random((20, 8)), "kmeans", 2)
+    model.mapping, model.class_names = {0: 1, 1: 0}, ["a", "b"]
+    model.save(models / "cluster_model.json")
+    workflow(input=str(datalist)).run()
+    with open(tmp_path / "eval" / "cluster_assignments.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["image"] for r in rows] == [str(p) for p in paths]
+    assert {r["cluster"] for r in rows} <= {"0", "1"} and {r["class"] for r in rows} <= {"a", "b"}

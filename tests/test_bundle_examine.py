@@ -1,11 +1,13 @@
 """The MAE pre-training bundle and the EXAMINE assessment bundle on real data, through the MONAI bundle CLI:
-train (MLflow read back) -> embed -> assess (ranking equals EXAMINE on the written embeddings), the 3D path and bad
-inputs."""
+train (MLflow read back) -> embed -> assess (ranking equals EXAMINE on the written embeddings) with the MAE bundle as
+encoder_bundle, and self-contained (the encoder's weights at the assessment bundle's models/model.pt, the bundle copied
+alone), the 3D path and bad inputs."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -120,6 +122,8 @@ def test_embed_then_assess_ranks_by_examine(trained_mae, tmp_path):
         *common,
         "--section",
         "test",
+        "--encoder_bundle",
+        str(MAE),
         "--encoder_overrides",
         json.dumps(overrides),
         "--output_dir",
@@ -141,6 +145,7 @@ def test_embed_then_assess_ranks_by_examine(trained_mae, tmp_path):
         assert (out / name).is_file(), name
     summary = json.loads((out / "examine_summary.json").read_text())
     assert summary["metrics"]["n_images"] == 156 and summary["settings"]["encoder_checkpoint"] == str(ckpt)
+    assert summary["settings"]["encoder_bundle"] == str(MAE.resolve())
     client = _client(out / "mlruns.db")
     (run,) = client.search_runs([client.get_experiment_by_name("examine").experiment_id])
     assert run.info.run_id == summary["mlflow_run_id"]
@@ -149,6 +154,67 @@ def test_embed_then_assess_ranks_by_examine(trained_mae, tmp_path):
     assert not (ASSESS / "mlruns").exists()
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "examine")}
     assert {"examine/examine_ranking.csv", "examine/examine_montage.png"} <= logged
+
+
+def test_self_contained_bundle_embeds_with_its_own_weights(trained_mae, tmp_path):
+    """The default: the assessment bundle copied alone (no ../mae_pretraining beside it), the MAE weights as its own
+    models/model.pt; its evaluator writes the embeddings, and the ranking is EXAMINE's on them."""
+    from monai_synpriv.assessment import EncoderBundle, examine_scores
+    from monai_synpriv.utils import resolve_precision
+
+    root = tmp_path / "examine_assessment"
+    shutil.copytree(ASSESS, root, ignore=shutil.ignore_patterns("eval", "cache", "mlruns*", "__pycache__", "*.pt"))
+    assert not (tmp_path / "mae_pretraining").exists()
+    (root / "models").mkdir(exist_ok=True)
+    weights = root / "models" / "model.pt"
+    shutil.copyfile(trained_mae / "models" / "model.pt", weights)
+    out = tmp_path / "assess"
+    n = 24
+    bundle(
+        "run",
+        "--config_file",
+        "configs/inference.json",
+        "--bundle_root",
+        ".",
+        "--dataset_dir",
+        str(DATA),
+        "--cache_dir",
+        str(trained_mae / "cache"),
+        *SLIM,
+        "--section",
+        "test",
+        "--max_items",
+        str(n),
+        "--montage_count",
+        "3",
+        "--output_dir",
+        str(out),
+        "--experiment_name",
+        "examine",
+        cwd=root,
+    )
+    emb = np.load(out / "embeddings.npy")
+    with open(out / "embeddings.csv") as f:
+        index = list(csv.DictReader(f))
+    with open(out / "examine_ranking.csv") as f:
+        ranking = list(csv.DictReader(f))
+    assert emb.shape == (n, 48) and np.isfinite(emb).all() and len(index) == n and len(ranking) == n
+    expected = examine_scores(emb)
+    assert [int(r["row"]) for r in ranking] == expected.ranking.tolist()
+    np.testing.assert_allclose([float(r["msv"]) for r in ranking], expected.msv[expected.ranking], rtol=1e-6)
+    assert [r["image"] for r in ranking] == [index[i]["image"] for i in expected.ranking]
+    summary = json.loads((out / "examine_summary.json").read_text())
+    assert summary["settings"]["encoder_checkpoint"] == str(weights)
+    assert summary["settings"]["encoder_bundle"] == str(root.resolve())
+    assert summary["metrics"]["n_images"] == n and (out / "examine_montage.png").is_file()
+    # the embeddings are the MAE encoder's with these weights (same preprocessing and precision)
+    slim = {k.lstrip("-"): int(v) for k, v in zip(SLIM[0::2], SLIM[1::2])}
+    mae = EncoderBundle(MAE, overrides={**slim, "ckpt_path": str(weights)})
+    reference = mae.embed_items([{"image": r["image"]} for r in index], precision=resolve_precision("auto", "cpu"))
+    np.testing.assert_allclose(emb, reference, atol=1e-5)
+    client = _client(out / "mlruns.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("examine").experiment_id])
+    assert run.info.run_id == summary["mlflow_run_id"]
 
 
 def test_mae_3d_pretraining_and_embedding(tmp_path):
@@ -222,6 +288,25 @@ def test_bad_inputs_fail_early_with_the_culprit_named(tmp_path):
     x = torch.rand(2, 1, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(a.network(x), b.network(x))
+
+    # an encoder given as a network + preprocessing + weights file (the assessment bundle's own): the same refusal,
+    # and the weights it loads are the file's
+    from monai_synpriv.assessment.report import NetworkEncoder
+
+    with pytest.raises(FileNotFoundError, match="no_weights.pt"):
+        NetworkEncoder(a.network, a.preprocessing, ckpt_path=tmp_path / "no_weights.pt")
+    with pytest.raises(ValueError, match="not both"):
+        ExamineAssessment(items, tmp_path / "out", encoder_bundle=MAE, encoder=a)
+    torch.save(a.network.state_dict(), tmp_path / "w.pt")
+    with pytest.warns(UntrainedEncoderWarning):
+        c = EncoderBundle(MAE, overrides=missing, require_weights=False, seed=1)
+    with pytest.warns(UntrainedEncoderWarning):
+        untrained = NetworkEncoder(c.network, c.preprocessing, ckpt_path=None, require_weights=False).fingerprint()
+    own = NetworkEncoder(c.network, c.preprocessing, ckpt_path=tmp_path / "w.pt")
+    assert own.trained and own.ckpt_path == str(tmp_path / "w.pt") and own.fingerprint() != untrained
+    assert own.fingerprint() == NetworkEncoder(a.network, a.preprocessing, ckpt_path=tmp_path / "w.pt").fingerprint()
+    with torch.no_grad():
+        torch.testing.assert_close(own.network(x), a.network(x))
 
     # the MAE bundle's inference refuses to embed without weights, naming the checkpoint
     proc = bundle(

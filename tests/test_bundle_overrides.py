@@ -190,6 +190,8 @@ def test_every_runnable_config_checks_first_and_defaults_to_no_outside_path():
             value = config.get(key)
             if value is None or (isinstance(value, str) and value.startswith("$os.path.join(@data_root")):
                 continue  # absent, or under data_root
+            if key == "data_root" and value == "@dataset_dir":
+                continue  # inference configs: data_root is an alias of the model-zoo property dataset_dir
             assert isinstance(value, dict) and value.get("_target_") == "monai_synpriv.bundle_checks.data_path", (
                 f"{path}: {key} = {value}"
             )

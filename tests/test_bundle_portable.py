@@ -4,6 +4,7 @@ outside its own folder and the folders it was given."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,6 +43,13 @@ def test_translator_bundle_runs_when_copied_alone(tmp_path):
     )
     assert train.returncode == 0, train.stderr[-4000:]
     assert (copy / "models" / "model.pt").is_file()
+    assert json.loads((copy / "models" / "model.network.json").read_text())["architecture"]["ngf"] == 4
+    wrong = _run(  # weights of another architecture: refused by name before anything is written
+        copy, "--config_file", "configs/inference.json", "--ngf", "8", *TINY[2:], "--dataset_dir", str(data),
+        "--output_dir", f"$'{tmp_path / 'wrong'}'",
+    )
+    assert wrong.returncode != 0 and "Pass --ngf 4 " in wrong.stderr.strip().splitlines()[-1], wrong.stderr[-2000:]
+    assert not (tmp_path / "wrong").exists()
     infer = _run(
         copy, "--config_file", "configs/inference.json", *TINY, "--dataset_dir", str(data), "--max_items", "2",
         "--output_dir", f"$'{tmp_path / 'out'}'",

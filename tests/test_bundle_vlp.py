@@ -157,12 +157,12 @@ def trained_vlp(tmp_path_factory, small_datalist):
 def test_vlp_training_checkpoints_and_mlflow(trained_vlp):
     tmp, uri, _ = trained_vlp
     models = tmp / "models"
-    assert {"model.pt", "image_encoder.pt", "tokenizer.json"} <= {p.name for p in models.iterdir()}
-    state = torch.load(models / "model.pt", weights_only=True)
+    assert {"dual_encoder.pt", "model.pt", "tokenizer.json"} <= {p.name for p in models.iterdir()}
+    state = torch.load(models / "dual_encoder.pt", weights_only=True)
     assert state["image_projection.net.2.weight"].shape == (32, 512)  # ResNet-18 features -> 32-d joint space
     assert state["text_encoder.word_embeddings.weight"].shape[1] == 32
-    # the exported image encoder is the dual encoder's image tower
-    encoder = torch.load(models / "image_encoder.pt", weights_only=True)
+    # the exported image encoder (model.pt, what inference.json loads) is the dual encoder's image tower
+    encoder = torch.load(models / "model.pt", weights_only=True)
     tower = {k.removeprefix("image_encoder."): v for k, v in state.items() if k.startswith("image_encoder.")}
     assert encoder.keys() == tower.keys() and all(torch.equal(encoder[k], tower[k]) for k in encoder)
 
@@ -223,7 +223,7 @@ def test_vlp_evaluation_metrics_and_mlflow(trained_vlp, small_datalist):
     for key in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@10", "probe_modality_acc_100pct"):
         assert logged[key.replace("@", "_at_")] == pytest.approx(metrics[key]), key
     assert run.data.params["arm"] == "real" and run.data.params["text_encoder"] == "scratch"
-    assert run.data.params["ckpt_path"] == str(tmp / "models" / "model.pt")
+    assert run.data.params["ckpt_path"] == str(tmp / "models" / "dual_encoder.pt")
     assert "evaluation/metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert run.info.artifact_uri.startswith((out / "mlartifacts").resolve().as_uri())
     assert not (VLP / "mlruns").exists()
@@ -293,6 +293,14 @@ def test_vlp_inference_embeds_test_split(trained_vlp, small_datalist):
     test_items = json.loads(small_datalist[0].read_text())["test"]
     assert lines[0].startswith("row,image") and len(lines) == 1 + SECTIONS["test"]
     assert [line.split(",")[1] for line in lines[1:]] == [it["image"] for it in test_items]
+    # the evaluator's embeddings are the encoder-bundle contract's: models/model.pt (ckpt_path's default) through
+    # EncoderBundle, at the bundle's default precision
+    from monai_synpriv.assessment import EncoderBundle
+
+    encoder = EncoderBundle(VLP, overrides={"image_size": 32, "ckpt_dir": str(tmp / "models")})
+    assert encoder.weights_path == tmp / "models" / "model.pt" and encoder.trained
+    expected = encoder.embed_items(test_items, precision="auto", progress=False)
+    np.testing.assert_allclose(emb, expected, rtol=1e-4, atol=1e-5)
 
 
 #: a line of the trainer's StatsHandler with ``iteration_log`` on: "Epoch: 3/20, Iter: 1/2 -- train_loss: 0.8987"
@@ -431,4 +439,4 @@ def test_vlp_training_refuses_an_empty_caption_before_work(tmp_path):
     log = proc.stdout + proc.stderr
     assert "ValueError" in log and f"({items[1]['image']}): empty caption" in log
     assert not (tmp_path / "models" / "tokenizer.json").exists()  # nothing fitted, nothing trained
-    assert not (tmp_path / "models" / "model.pt").exists()
+    assert not (tmp_path / "models" / "dual_encoder.pt").exists() and not (tmp_path / "models" / "model.pt").exists()

@@ -6,6 +6,7 @@ from .embedding import (
     embed_items,
     find_bundle_config,
     load_state_dict_file,
+    save_embeddings,
     write_embeddings,
 )
 from .examine import (
@@ -18,17 +19,19 @@ from .examine import (
     iter_chunks,
     preprocess_embeddings,
 )
-from .report import ExamineAssessment, write_ranking_csv
+from .report import ExamineAssessment, NetworkEncoder, write_ranking_csv
 from .selection import SELECTION_ENDS, k_center_greedy, select_random, select_top, select_weighted
 
 __all__ = [
     "ExamineAssessment",
+    "NetworkEncoder",
     "write_ranking_csv",
     "EncoderBundle",
     "UntrainedEncoderWarning",
     "embed_items",
     "find_bundle_config",
     "load_state_dict_file",
+    "save_embeddings",
     "write_embeddings",
     "EXAMINE_METHODS",
     "ExamineResult",

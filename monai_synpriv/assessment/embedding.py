@@ -38,6 +38,7 @@ from ..utils.io import atomic_path, sha256_file
 from ..utils.precision import autocast, to_device
 
 __all__ = [
+    "save_embeddings",
     "CONFIG_NAMES",
     "EncoderBundle",
     "UntrainedEncoderWarning",
@@ -424,6 +425,26 @@ def write_embeddings(
     emb = embed_items(
         network, items, preprocessing, device=device, batch_size=batch_size, image_key=image_key, precision=precision
     )
+    return save_embeddings(emb, items, output_dir, image_key=image_key, prefix=prefix)
+
+
+def save_embeddings(
+    embeddings: np.ndarray,
+    items: Sequence[Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    image_key: str = "image",
+    prefix: str = "embeddings",
+) -> dict[str, str]:
+    """Write ``<prefix>.npy`` (float32, ``(n, D)``) and ``<prefix>.csv`` (row, image and the items' scalar fields
+    such as ``label``), both atomically: the files of :func:`write_embeddings` and of
+    :class:`monai_synpriv.handlers.EmbeddingWriter`.
+
+    Raises:
+        ValueError: the number of embeddings is not the number of items.
+    """
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.shape[0] != len(items):
+        raise ValueError(f"{emb.shape[0]} embeddings for {len(items)} items: every item needs exactly one.")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     npy, table = out / f"{prefix}.npy", out / f"{prefix}.csv"
@@ -437,5 +458,5 @@ def write_embeddings(
             writer.writerow(["row", image_key, *extra])
             for i, item in enumerate(items):
                 writer.writerow([i, item[image_key], *(item.get(k, "") for k in extra)])
-    logger.info("wrote %d embeddings of length %d to %s", emb.shape[0], emb.shape[1], npy)
+    logger.info("wrote %d embeddings of length %d to %s", emb.shape[0], emb.shape[1] if emb.ndim == 2 else 0, npy)
     return {"embeddings": str(npy), "index": str(table)}

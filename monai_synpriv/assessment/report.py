@@ -1,5 +1,10 @@
 """``ExamineAssessment``: embed a datalist, score it with EXAMINE, and write what a labelling team needs.
 
+The encoder is an encoder bundle folder (:class:`~monai_synpriv.assessment.EncoderBundle`), an encoder already in
+memory (:class:`NetworkEncoder`: a network, its preprocessing and a weights file, as the assessment bundle defines
+them in its own config), or none when the embeddings are given (a ``.npy``, e.g. written by the bundle's evaluator
+through :class:`monai_synpriv.handlers.EmbeddingWriter`).
+
 Outputs under ``output_dir`` (each written atomically):
 
 - ``examine_ranking.csv``: ``rank, row, image, msv, score`` (+ the items' scalar fields, e.g. ``label``), best first;
@@ -12,22 +17,26 @@ Outputs under ``output_dir`` (each written atomically):
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..utils.io import atomic_path, write_json_atomic
+from torch import nn
+
+from ..utils.io import atomic_path, sha256_file, write_json_atomic
 from ..utils.mlflow_log import log_mlflow_run
-from .embedding import EncoderBundle
+from .embedding import EncoderBundle, UntrainedEncoderWarning, embed_items, load_state_dict_file
 from .examine import ExamineResult, ExamineScorer
 
-__all__ = ["ExamineAssessment", "write_ranking_csv"]
+__all__ = ["ExamineAssessment", "NetworkEncoder", "write_ranking_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +65,167 @@ def write_ranking_csv(
     return str(path)
 
 
+class NetworkEncoder:
+    """An encoder given as objects rather than as a bundle folder: a network, its preprocessing and a weights file,
+    with :class:`~monai_synpriv.assessment.EncoderBundle`'s interface (``network``, ``preprocessing``,
+    :meth:`embed_items`, :meth:`fingerprint` and the provenance attributes), so :class:`ExamineAssessment` takes either.
+
+    The EXAMINE assessment bundle builds one from its own config (``network``, ``preprocessing``, ``ckpt_path``) in
+    ``initialize``: the bundle is self-contained, its encoder's weights are its ``models/model.pt``.
+
+    Weights: ``ckpt_path`` is loaded into ``network`` (in place). Without the file the encoder refuses
+    (``require_weights``, the default) or keeps the network's weights as given, with a loud
+    :class:`~monai_synpriv.assessment.UntrainedEncoderWarning` (the bundle seeds the RNG with its ``seed`` before
+    building ``network_def``, so that two runs embed alike).
+
+    Attributes:
+        network: the encoder on ``device``, in eval mode (the object given, weights loaded).
+        preprocessing: the transform given.
+        bundle_dir: the bundle that defines the encoder (as given; provenance only), or None.
+        weights_path: the weights file loaded or looked for (None when ``ckpt_path`` is None).
+        ckpt_path: the weights file loaded (absolute), None when untrained.
+        trained: whether weights were loaded.
+        weights_sha256: SHA-256 of the weights file, None when untrained.
+
+    Args:
+        network: an ``nn.Module`` mapping ``(B, C, *spatial)`` to ``(B, D)`` embeddings.
+        preprocessing: dict transforms mapping ``{image_key: path}`` to the network's input under ``image_key``.
+        ckpt_path: a state-dict file of ``network`` (``{"model": ...}`` wrappers accepted), or None for none.
+        device: where the network runs.
+        require_weights: raise when ``ckpt_path`` is not a file instead of embedding with the network's initial
+            weights.
+        image_key: the key ``preprocessing`` reads and writes.
+        bundle_dir: the bundle defining the encoder, for provenance and messages.
+        source: what messages name as the encoder (default: ``<bundle_dir> network_def``).
+
+    Raises:
+        TypeError: ``network`` is not an ``nn.Module``.
+        FileNotFoundError: no weights file while ``require_weights`` (the message names the file).
+        RuntimeError: the weights file is not a state dict of ``network``.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        preprocessing: Any,
+        ckpt_path: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        require_weights: bool = True,
+        image_key: str = "image",
+        bundle_dir: str | os.PathLike | None = None,
+        source: str | None = None,
+    ) -> None:
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"the encoder network must be an nn.Module, got {type(network).__name__}.")
+        self.bundle_dir = Path(bundle_dir).resolve() if bundle_dir is not None else None
+        self.source = source or (f"{self.bundle_dir} network_def" if self.bundle_dir is not None else "network_def")
+        self.device = torch.device(device)
+        self.image_key = image_key
+        self.preprocessing = preprocessing
+        ckpt = None if ckpt_path is None else os.path.abspath(ckpt_path)
+        self.weights_path = Path(ckpt) if ckpt is not None else None
+        self.trained = self.weights_path is not None and self.weights_path.is_file()
+        if not self.trained and require_weights:
+            raise FileNotFoundError(
+                f"encoder weights not found: {ckpt} ({self.source}; put the trained encoder's state dict there, set "
+                "ckpt_path, or allow untrained weights with require_weights=False)."
+            )
+        self.ckpt_path = ckpt if self.trained else None
+        if self.trained:
+            try:
+                network.load_state_dict(load_state_dict_file(self.weights_path, map_location="cpu"))
+            except (RuntimeError, AttributeError, TypeError) as e:
+                raise RuntimeError(f"{self.weights_path} is not a state dict of {self.source}: {e}") from e
+            self.weights_sha256: str | None = sha256_file(self.weights_path)
+        else:
+            self.weights_sha256 = None
+            msg = (
+                f"ENCODER {self.source} HAS NO WEIGHTS ({ckpt or 'ckpt_path is None'}): embedding with the network's "
+                "INITIAL (random) weights. EXAMINE scores from an untrained encoder only reflect raw image statistics; "
+                "train the encoder first for meaningful scores."
+            )
+            logger.warning(msg)
+            warnings.warn(msg, UntrainedEncoderWarning, stacklevel=2)
+        self.network = network.to(self.device).eval()
+
+    def fingerprint(self) -> str:
+        """Identifies what the embeddings depend on: the network's class and every parameter and buffer (names,
+        shapes, values), so equal weights give equal fingerprints whether loaded from a file or initial."""
+        h = hashlib.sha256(f"{type(self.network).__module__}.{type(self.network).__qualname__}".encode())
+        for name, tensor in sorted(self.network.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
+    def embed_items(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        batch_size: int = 64,
+        num_workers: int = 0,
+        precision: str = "fp32",
+        progress: bool = True,
+        dtype: Any = np.float32,
+    ) -> np.ndarray:
+        """Embeddings ``(n, D)`` of datalist items (dicts with ``image_key``), in order: :func:`embed_items`."""
+        return embed_items(
+            self.network,
+            items,
+            self.preprocessing,
+            device=self.device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            image_key=self.image_key,
+            precision=precision,
+            progress=progress,
+            dtype=dtype,
+            source=self.source,
+        )
+
+    def embed(self, paths: Sequence[str | os.PathLike], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Embeddings ``(n, D)`` (float64) of the images at ``paths``, in that order."""
+        items = [{self.image_key: str(p)} for p in paths]
+        return self.embed_items(items, batch_size=batch_size, progress=progress, dtype=np.float64)
+
+
+def _check_embeddings(path: str | os.PathLike, n: int) -> Path:
+    """``path`` as a ``Path`` once it is a ``.npy`` of ``n`` rows (memory-mapped: nothing is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"embeddings file not found: {path}")
+    shape = np.load(path, mmap_mode="r").shape
+    if len(shape) != 2 or shape[0] != n:
+        raise ValueError(f"embeddings {path} have shape {shape}: expected ({n}, d), one row per datalist item.")
+    return path
+
+
+def _provenance(encoder: Any) -> dict[str, str]:
+    """What the summary and MLflow record about the encoder that computed the embeddings."""
+    bundle_dir = getattr(encoder, "bundle_dir", None)
+    return {
+        "encoder_bundle": str(bundle_dir) if bundle_dir is not None else "none",
+        "encoder_checkpoint": getattr(encoder, "ckpt_path", None) or "untrained",
+        "encoder_weights_sha256": getattr(encoder, "weights_sha256", None) or "untrained",
+        "encoder_fingerprint": encoder.fingerprint(),
+    }
+
+
 class ExamineAssessment:
     """Rank a datalist's images for labelling with EXAMINE.
 
     Args:
         items: datalist entries (``{image_key: path, ...}``), in the order of ``embeddings`` when those are given.
         output_dir: where the ranking, pictures and summary go.
-        encoder_bundle: an encoder bundle folder (see :mod:`monai_synpriv.assessment.embedding`); needed unless
-            ``embeddings`` is given.
+        encoder_bundle: an encoder bundle folder (see :mod:`monai_synpriv.assessment.embedding`), loaded when the
+            images are embedded. One of ``encoder_bundle``, ``encoder`` and ``embeddings`` is needed.
         encoder_config: its config file(s), relative to the bundle.
         encoder_overrides: config ids to override in the encoder bundle (e.g. ``{"ckpt_path": ...}``).
+        encoder: an encoder already loaded instead of ``encoder_bundle``: a :class:`NetworkEncoder` (a network, its
+            preprocessing and weights, as the assessment bundle defines them), an
+            :class:`~monai_synpriv.assessment.EncoderBundle`, or any object with ``preprocessing``,
+            ``embed_items(items, batch_size=, precision=)``, ``fingerprint()``, ``ckpt_path`` and
+            ``weights_sha256``. Its preprocessing also shows the images of the montage. With ``embeddings`` (here or
+            in :meth:`run`), it is taken as what computed them (provenance) and embeds nothing.
         embeddings: a ``.npy`` of precomputed embeddings, one row per item (memory-mapped and streamed).
         require_weights: refuse an encoder bundle without trained weights (False: warn and use initial weights).
         method, center, l2_normalize, temperature, chunk_size: :class:`ExamineScorer` settings.
@@ -92,6 +252,7 @@ class ExamineAssessment:
         encoder_bundle: str | os.PathLike | None = None,
         encoder_config: str | list[str] = "configs/inference.json",
         encoder_overrides: dict | None = None,
+        encoder: Any | None = None,
         embeddings: str | os.PathLike | None = None,
         require_weights: bool = True,
         method: str = "exact",
@@ -119,17 +280,14 @@ class ExamineAssessment:
         self.scorer = ExamineScorer(
             method=method, center=center, l2_normalize=l2_normalize, temperature=temperature, chunk_size=chunk_size
         )
-        if embeddings is None and encoder_bundle is None:
-            raise ValueError("give an encoder_bundle to embed the images, or precomputed embeddings (.npy).")
+        if embeddings is None and encoder_bundle is None and encoder is None:
+            raise ValueError(
+                "give an encoder_bundle (or a loaded encoder) to embed the images, or precomputed embeddings (.npy)."
+            )
+        if encoder_bundle is not None and encoder is not None:
+            raise ValueError("give an encoder_bundle or a loaded encoder, not both.")
         if embeddings is not None:
-            path = Path(embeddings)
-            if not path.is_file():
-                raise FileNotFoundError(f"embeddings file not found: {path}")
-            shape = np.load(path, mmap_mode="r").shape
-            if len(shape) != 2 or shape[0] != len(self.items):
-                raise ValueError(
-                    f"embeddings {path} have shape {shape}: expected ({len(self.items)}, d), one row per datalist item."
-                )
+            _check_embeddings(embeddings, len(self.items))
         if encoder_bundle is not None and embeddings is None:
             files = [encoder_config] if isinstance(encoder_config, (str, os.PathLike)) else list(encoder_config)
             for f in files:
@@ -142,6 +300,7 @@ class ExamineAssessment:
         self.encoder_bundle = encoder_bundle
         self.encoder_config = encoder_config
         self.encoder_overrides = dict(encoder_overrides or {})
+        self.encoder = encoder
         self.embeddings = embeddings
         self.require_weights = require_weights
         self.device = device
@@ -156,33 +315,36 @@ class ExamineAssessment:
         self.params = dict(params or {})
         self.result: ExamineResult | None = None
         self.files: dict[str, str] = {}
+        if encoder is not None:
+            self._preprocessing = encoder.preprocessing
 
     # -- steps ------------------------------------------------------------------------------------------------
-    def embed(self) -> tuple[str, dict]:
-        """Embeddings path and provenance: the given ``.npy``, or the encoder bundle's embeddings written here."""
+    def embed(self, embeddings: str | os.PathLike | None = None) -> tuple[str, dict]:
+        """Embeddings path and provenance: ``embeddings`` (given to :meth:`run`: computed by ``encoder``), the
+        constructor's ``.npy``, or the encoder's embeddings written here as ``embeddings.npy``."""
+        if embeddings is not None:
+            path = _check_embeddings(embeddings, len(self.items))
+            info = _provenance(self.encoder) if self.encoder is not None else {}
+            return str(path), {**info, "embeddings_source": str(path)}
         if self.embeddings is not None:
             return str(self.embeddings), {"embeddings_source": str(self.embeddings)}
-        encoder = EncoderBundle(
-            self.encoder_bundle,
-            self.encoder_config,
-            device=self.device,
-            overrides=self.encoder_overrides,
-            require_weights=self.require_weights,
-            image_key=self.image_key,
-        )
+        encoder = self.encoder
+        if encoder is None:
+            encoder = EncoderBundle(
+                self.encoder_bundle,
+                self.encoder_config,
+                device=self.device,
+                overrides=self.encoder_overrides,
+                require_weights=self.require_weights,
+                image_key=self.image_key,
+            )
         start = time.perf_counter()
         emb = encoder.embed_items(self.items, batch_size=self.batch_size, precision=self.precision)
         path = self.output_dir / "embeddings.npy"
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, emb)
-        info = {
-            "encoder_bundle": str(encoder.bundle_dir),
-            "encoder_checkpoint": encoder.ckpt_path or "untrained",
-            "encoder_weights_sha256": encoder.weights_sha256 or "untrained",
-            "encoder_fingerprint": encoder.fingerprint(),
-            "embedding_seconds": round(time.perf_counter() - start, 3),
-        }
+        info = {**_provenance(encoder), "embedding_seconds": round(time.perf_counter() - start, 3)}
         self._preprocessing = encoder.preprocessing
         return str(path), info
 
@@ -243,10 +405,20 @@ class ExamineAssessment:
             tags={"method": "examine"},
         )
 
-    def run(self) -> dict:
-        """Embed, score, write the ranking and pictures, log to MLflow; returns the summary."""
+    def run(self, embeddings: str | os.PathLike | None = None) -> dict:
+        """Embed, score, write the ranking and pictures, log to MLflow; returns the summary.
+
+        Args:
+            embeddings: a ``.npy`` of this datalist's embeddings computed since construction by ``encoder``, one row
+                per item (the assessment bundle's evaluator writes ``output_dir/embeddings.npy`` with
+                :class:`monai_synpriv.handlers.EmbeddingWriter`, then passes it here); default: the constructor's
+                ``embeddings``, else the encoder embeds the items here.
+
+        Raises:
+            FileNotFoundError / ValueError: ``embeddings`` is missing or has not one row per item.
+        """
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        emb_path, provenance = self.embed()
+        emb_path, provenance = self.embed(embeddings)
         start = time.perf_counter()
         result = self.scorer.score(emb_path, progress=True)
         seconds = time.perf_counter() - start
@@ -254,7 +426,7 @@ class ExamineAssessment:
         self.files["ranking"] = write_ranking_csv(
             self.output_dir / "examine_ranking.csv", self.items, result, self.image_key
         )
-        if self.embeddings is None:
+        if embeddings is not None or self.embeddings is None:
             self.files["embeddings"] = emb_path
         self.files.update(self.pictures(result))
         q = np.quantile(result.msv, [0.5, 0.9, 0.99])

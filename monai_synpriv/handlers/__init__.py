@@ -3,6 +3,7 @@
 from .atomic_checkpoint import AtomicCheckpointSaver, AtomicDiskSaver
 from .cluster_assignment import ClusterAssignmentWriter
 from .clustering_evaluation import ClusteringEvaluationHandler
+from .embedding_writer import EmbeddingWriter
 from .collapse_monitor import EmbeddingCollapseMonitor, effective_rank, embedding_std
 from .image_grid import TranslationGridSaver
 from .mae_grid import MAEReconstructionGrid, mae_reconstruction_rows
@@ -19,6 +20,7 @@ __all__ = [
     "ClusterAssignmentWriter",
     "ClusteringEvaluationHandler",
     "EmbeddingCollapseMonitor",
+    "EmbeddingWriter",
     "MLflowExtrasHandler",
     "MetricsJSONWriter",
     "ProbeEvaluationHandler",

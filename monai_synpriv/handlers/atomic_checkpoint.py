@@ -61,13 +61,30 @@ class AtomicCheckpointSaver(CheckpointSaver):
     ``CheckpointLoader``) whose files are written atomically by :class:`AtomicDiskSaver`. MONAI's own saver writes in
     place, so a kill during ``torch.save`` can leave a truncated ``checkpoint_epoch=N.pt`` that a resume would then
     fail to load.
+
+    Args:
+        save_dir, save_dict, args, kwargs: those of :class:`monai.handlers.CheckpointSaver`.
+        architecture: the config keys that define the saved network and their values (e.g. ``{"depth": 18}``),
+            written beside the final file as ``<final stem>.network.json`` (:func:`monai_synpriv.utils.write_architecture`)
+            so that inference can refuse weights of another architecture by name (:func:`monai_synpriv.utils.check_architecture`).
     """
 
-    def __init__(self, save_dir: str, save_dict: dict, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, save_dir: str, save_dict: dict, *args: Any, architecture: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         # created here, race-free: under torchrun every rank builds the saver and ignite's mkdir is not exist_ok
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(save_dir, save_dict, *args, **kwargs)
+        self.architecture = dict(architecture) if architecture is not None else None
         for ckpt in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if ckpt is not None:
                 fixed = getattr(ckpt.save_handler, "filename", None)
                 ckpt.save_handler = AtomicDiskSaver(self.save_dir, filename=fixed)
+
+    def completed(self, engine: Any) -> None:
+        """Save the final checkpoint (MONAI's behaviour), then its architecture record on rank 0."""
+        super().completed(engine)
+        if self.architecture is not None and self._final_filename and idist.get_rank() == 0:
+            from ..utils.weights import write_architecture
+
+            write_architecture(Path(self.save_dir) / self._final_filename, self.architecture)

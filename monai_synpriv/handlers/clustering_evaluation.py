@@ -59,7 +59,8 @@ class ClusteringEvaluationHandler:
        Hungarian accuracy, balanced accuracy, NMI, ARI, silhouette); the same clustering of the raw pixels of the
        same images is the baseline (``raw_pixel_baseline``);
     3. write ``clustering_metrics.json``, ``cluster_model.json`` (the fitted model with the Hungarian cluster -> class
-       mapping of the fit split, what the bundle's inference applies) and ``engine.state.metrics``
+       mapping of the fit split, what the bundle's inference applies; also to ``model_path`` when given) and
+       ``engine.state.metrics``
        (``test_<metric>``, ``fit_<metric>``, ``raw_pixel_test_<metric>``) so that MONAI's MLflow handler logs them;
     4. draw ``cluster_montage.png`` and ``embedding.png`` (t-SNE of test latents by cluster and by class) and, given
        the ``autoencoder``, ``reconstructions.png``, ``samples.png`` (decoded draws from each cluster's latent
@@ -82,6 +83,9 @@ class ClusteringEvaluationHandler:
         orientation: how images are drawn (:func:`~monai_synpriv.visualize.save_image_grid`).
         per_cluster: images per row of the montage.
         seed: random state.
+        model_path: a second place to save the fitted cluster model (the bundle's ``models/cluster_model.json``, next
+            to ``model.pt``, where its inference reads it); the copy in ``output_dir`` is always written, the record of
+            this evaluation that is logged with its other files.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class ClusteringEvaluationHandler:
         orientation: str = "picture",
         per_cluster: int = 10,
         seed: int = 0,
+        model_path: str | os.PathLike | None = None,
     ) -> None:
         # checked here, so that a typo fails before the images are encoded
         if method not in CLUSTER_METHODS:
@@ -131,6 +136,7 @@ class ClusteringEvaluationHandler:
             per_cluster,
             seed,
         )
+        self.model_path = None if model_path is None else Path(model_path)
         self.results: dict = {}
         self.model: ClusterModel | None = None
         self._reset(None)
@@ -209,6 +215,9 @@ class ClusteringEvaluationHandler:
         self.model, self.results = model, results
         self.output_dir.mkdir(parents=True, exist_ok=True)
         model.save(self.output_dir / "cluster_model.json")
+        if self.model_path is not None:
+            self.model_path.parent.mkdir(parents=True, exist_ok=True)
+            model.save(self.model_path)
         write_json_atomic(self.output_dir / "clustering_metrics.json", _json_safe(results))
         self._montage(images[test], y[test], test_clusters, model)
         if self.embedding_plot:

@@ -24,7 +24,7 @@ class ContrastiveAutoEncoder(nn.Module):
 
     ``forward(x)`` returns ``(reconstruction, mu, logvar, z)``: ``z`` is a reparameterised sample in training mode
     for the VAE and ``mu`` otherwise (``logvar`` is None for the deterministic autoencoder). Clustering uses ``mu``
-    (:meth:`encode`, or :class:`LatentEncoder` in an evaluator).
+    (:meth:`encode`, or :class:`LatentEncoder` in an evaluator). Both modules compile with ``torch.jit.script``.
 
     Args:
         spatial_dims: 2 or 3.
@@ -99,7 +99,10 @@ class ContrastiveAutoEncoder(nn.Module):
         """``(mu, logvar)`` of a batch (``logvar`` None for the deterministic autoencoder)."""
         h = self.autoencoder.intermediate(self.autoencoder.encode(x)).flatten(1)
         mu = self.autoencoder.mu(h)
-        return mu, (self.autoencoder.logvar(h) if self.variational else None)
+        logvar: torch.Tensor | None = None
+        if self.variational:
+            logvar = self.autoencoder.logvar(h)
+        return mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Images from latents (sigmoid output in ``[0, 1]``)."""
@@ -112,7 +115,7 @@ class ContrastiveAutoEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         mu, logvar = self.encode(x)
         z = mu
-        if self.variational and self.training:
+        if self.training and logvar is not None:  # the VAE in training mode (logvar is None for the autoencoder)
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         return self.decode(z), mu, logvar, z
 
@@ -130,15 +133,31 @@ class ContrastiveAutoEncoder(nn.Module):
 
 
 class LatentEncoder(nn.Module):
-    """The encoder half of a :class:`ContrastiveAutoEncoder` as a plain ``image -> mu`` module (what an evaluator
-    or an inference run needs). Shares the autoencoder's weights."""
+    """The encoder half of a :class:`ContrastiveAutoEncoder` as a plain ``image -> mu`` module: what an evaluator, an
+    inference run or an export needs (the ``network_def`` of the bundle's ``inference.json``). Shares the
+    autoencoder's weights, and TorchScript-compiles (``torch.jit.script``) to the same output.
+
+    It holds the autoencoder's own submodules under their own names, so that its state dict *is* the autoencoder's:
+    the ``model.pt`` that training saves (a :class:`ContrastiveAutoEncoder` state dict) loads into it strictly, and a
+    state dict saved from it loads back into the autoencoder. The decoder and the projection head come along unused.
+
+    Example::
+
+        encoder = LatentEncoder(ContrastiveAutoEncoder(spatial_dims=2, in_shape=(1, 28, 28)))
+        encoder.load_state_dict(torch.load("models/model.pt", weights_only=True))
+        mu = encoder.eval()(torch.rand(4, 1, 28, 28))  # (4, 50)
+    """
 
     def __init__(self, autoencoder: ContrastiveAutoEncoder) -> None:
         super().__init__()
-        self.autoencoder = autoencoder
+        self.autoencoder = autoencoder.autoencoder
+        self.projector = autoencoder.projector
+        self.latent_size = autoencoder.latent_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.autoencoder.encode(x)[0]
+        # ContrastiveAutoEncoder.encode's mu, on the same modules
+        h = self.autoencoder.intermediate(self.autoencoder.encode(x)).flatten(1)
+        return self.autoencoder.mu(h)
 
 
 class LatentClassifier(nn.Module):

@@ -4,6 +4,13 @@ from .checkpoints import find_latest_checkpoint
 from .distributed import init_distributed, is_rank0, rank, replica_report, unwrap
 from .io import atomic_path, require_file, sha256_file, write_json_atomic
 from .mlflow_log import log_mlflow_run
+from .weights import (
+    architecture_path,
+    check_architecture,
+    load_network_weights,
+    read_architecture,
+    write_architecture,
+)
 from .precision import (
     Precision,
     autocast,
@@ -15,6 +22,11 @@ from .precision import (
 )
 
 __all__ = [
+    "architecture_path",
+    "check_architecture",
+    "load_network_weights",
+    "read_architecture",
+    "write_architecture",
     "Precision",
     "atomic_path",
     "autocast",

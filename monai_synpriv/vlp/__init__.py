@@ -16,7 +16,15 @@ from .evaluation import (
     probe_scores,
     save_caption_grid,
 )
-from .generation import GENERATION_SETTINGS, generate_synthetic_pairs, sample_images
+from .generation import (
+    GENERATION_SETTINGS,
+    CaptionSamplingPrepareBatch,
+    GuidedSamplingInferer,
+    PretrainedTextConditioner,
+    SyntheticPairWriter,
+    generate_synthetic_pairs,
+    sample_images,
+)
 from .text import TEXT_ENCODER_KINDS, build_text_encoder, build_tokenizer
 
 __all__ = [
@@ -27,7 +35,11 @@ __all__ = [
     "evaluate_dual_encoder",
     "evaluate_generator",
     "probe_scores",
+    "CaptionSamplingPrepareBatch",
     "GENERATION_SETTINGS",
+    "GuidedSamplingInferer",
+    "PretrainedTextConditioner",
+    "SyntheticPairWriter",
     "TEXT_ENCODER_KINDS",
     "build_text_encoder",
     "build_tokenizer",
