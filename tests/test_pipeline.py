@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DATA, REPO, require
 
@@ -104,8 +105,34 @@ def test_report_numbers_are_the_logged_ones(tiny_run):
             for k, v in e.items():
                 if isinstance(v, float) and math.isfinite(v):
                     assert pm[f"{arm}/{probe}/{k}"] == v
+    # label-scarce probes (1 %, 10 %): each per-seed row is its evaluation run's logged metric, every arm and seed
+    # was probed on the same subset, and the parent run holds the tables' aggregates
+    assert set(results["label_fractions"]) == {"labels1pct", "labels10pct"}
+    assert len(results["per_seed_label_fractions"]) == 2 * len(results["per_seed"])
+    for row in results["per_seed_label_fractions"]:
+        logged = client.get_run(row["run_id"]).data.metrics
+        assert logged[f"{row['probe']}_accuracy_{row['labels']}"] == row["accuracy"], row
+    for tag, by_arm in results["summary_by_labels"].items():
+        for arm, probes in by_arm.items():
+            for probe, e in probes.items():
+                assert pm[f"{arm}/{probe}_{tag}/accuracy_mean"] == pytest.approx(e["accuracy_mean"], rel=1e-12)
+    # paired-by-seed comparisons with their intervals, logged to the parent run
+    comps = results["comparisons"]
+    asked = {(c["arm"], c["baseline"]) for c in comps}
+    assert {("siamese", "random_init"), ("tridente_synthetic", "siamese"), ("tridente_synthetic", "tridente_authentic"),
+            ("tridente_synthetic", "privileged_siamese_synthetic")} <= asked  # fmt: skip
+    assert {c["labels"] for c in comps} == {"all", "labels1pct", "labels10pct"}
+    for c in comps:
+        assert c["n_seeds"] == 2 and c["diff_ci_low"] <= c["diff_mean"] <= c["diff_ci_high"], c
+        key = f"compare/{c['arm']}_vs_{c['baseline']}/{c['probe']}_{c['labels']}"
+        for k in ("diff_mean", "diff_ci_low", "diff_ci_high"):
+            assert pm[f"{key}/{k}"] == pytest.approx(c[k], rel=1e-12, abs=1e-15), (key, k)
+        assert c["verdict"] == ("no effect shown" if c["diff_ci_low"] <= 0 <= c["diff_ci_high"] else
+                                "better" if c["diff_ci_low"] > 0 else "worse")  # fmt: skip
     # the markdown shows the same numbers
     md = (out / "report" / "results.md").read_text()
+    assert "## Label-scarce probes: 1 % of the labelled training images" in md and "## Comparisons, paired by seed" in md
+    assert (out / "report" / "label_efficiency.png").is_file()
     e = results["summary"]["tridente_synthetic"]["linear"]
     assert f"{e['accuracy_mean']:.3f} ± {e['accuracy_sd']:.3f}" in md
     assert f"{e['er_vs_single_modality']:.2f}" in md and f"{e['er_vs_authentic']:.2f}" in md
@@ -269,3 +296,46 @@ def test_summary_against_hand_computed_values():
     table = markdown_table(s, "linear")
     assert "| TriDeNT, synthetic pairs | 2 | 0.925 ± 0.035 |" in table
     assert "2.00 (1.00–4.00)" in table
+
+
+def test_paired_comparisons_against_hand_computed_values():
+    """Paired by seed: the t-interval of the per-seed differences (t_0.975,2 = 4.303), the geometric-mean error
+    reduction, and an effect claimed only when the interval excludes zero."""
+    from monai_synpriv.pipeline.report import compare_arms, comparison_table
+
+    acc = {"siamese": [0.76, 0.77, 0.75], "random_init": [0.72, 0.72, 0.69], "tridente_synthetic": [0.80, 0.74, 0.79]}
+    rows = [
+        {"arm": arm, "seed": seed, "probe": "linear", "labels": tag, "accuracy": a + (0.0 if tag == "all" else -0.1)}
+        for arm, vals in acc.items()
+        for seed, a in enumerate(vals)
+        for tag in ("all", "labels10pct")
+    ]
+    comps = compare_arms(rows, list(acc), ["linear"])
+    assert {(c["arm"], c["baseline"], c["labels"]) for c in comps} == {
+        (a, b, t) for a, b in (("siamese", "random_init"), ("tridente_synthetic", "siamese")) for t in ("all", "labels10pct")
+    }
+    pre = next(c for c in comps if c["arm"] == "siamese" and c["labels"] == "all")
+    d = np.array([0.04, 0.05, 0.06])
+    half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)
+    assert pre["diff_mean"] == pytest.approx(0.05)
+    assert (pre["diff_ci_low"], pre["diff_ci_high"]) == pytest.approx((0.05 - half, 0.05 + half))
+    ratios = np.array([0.28 / 0.24, 0.28 / 0.23, 0.31 / 0.25])
+    assert pre["er"] == pytest.approx(float(np.exp(np.log(ratios).mean())))
+    assert pre["verdict"] == "better"
+    syn = next(c for c in comps if c["arm"] == "tridente_synthetic" and c["labels"] == "all")
+    assert syn["diff_ci_low"] < 0 < syn["diff_ci_high"] and syn["verdict"] == "no effect shown"
+    table = comparison_table(comps, "labels10pct")
+    assert "| pre-training vs random init | Siamese (single modality) vs Random init (no pre-training) | linear | 3 | +0.050 [" in table
+    assert "no effect shown" in table and table.count("\n") == 4
+
+
+def test_label_subsets_are_stratified_and_shared():
+    from monai_synpriv.handlers.probe_evaluation import fraction_tag, label_subset
+
+    labels = np.repeat([0, 1, 2, 3], [400, 300, 200, 100])
+    sub = label_subset(labels, 0.01, seed=0)
+    assert np.bincount(labels[sub]).tolist() == [4, 3, 2, 1]
+    assert np.array_equal(sub, label_subset(labels.copy(), 0.01, seed=0))  # same labels, same subset
+    assert not np.array_equal(sub, label_subset(labels, 0.01, seed=1))
+    assert set(label_subset(labels, 0.001)) and np.bincount(labels[label_subset(labels, 0.001)]).min() == 1
+    assert [fraction_tag(f) for f in (0.01, 0.1, 0.005)] == ["labels1pct", "labels10pct", "labels0.5pct"]

@@ -11,6 +11,7 @@ from .clustering import (
     normalize_features,
 )
 from .generative import density_coverage, frechet_distance, knn_radii, precision_recall
+from .paired_stats import paired_comparison, verdict
 from .probes import classification_metrics, error_reduction, extract_features, knn_probe, linear_probe, mlp_probe
 from .translation_fd import FixedRandomFeatures, image_features, translation_frechet_report
 from .translation_table import translation_report
@@ -40,8 +41,10 @@ __all__ = [
     "linear_probe",
     "mlp_probe",
     "normalize_features",
+    "paired_comparison",
     "precision_recall",
     "retrieval_ranks",
     "retrieval_recall",
     "similarity_matrix",
+    "verdict",
 ]

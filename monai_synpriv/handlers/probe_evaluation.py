@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -21,7 +22,26 @@ else:
     Engine, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Engine")
     Events, _ = optional_import("ignite.engine", IgniteInfo.OPT_IMPORT_VERSION, min_version, "Events")
 
-__all__ = ["ProbeEvaluationHandler"]
+__all__ = ["ProbeEvaluationHandler", "fraction_tag", "label_subset"]
+
+
+def fraction_tag(fraction: float) -> str:
+    """``0.01`` -> ``"labels1pct"``, ``0.1`` -> ``"labels10pct"``, ``0.005`` -> ``"labels0.5pct"`` (metric-name safe)."""
+    return f"labels{float(fraction) * 100:g}pct"
+
+
+def label_subset(labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """Positions of a stratified subset of ``labels``: ``round(fraction * n_c)`` of each class ``c`` (at least one),
+    drawn with a generator seeded by ``(seed, fraction)``; sorted. The same labels in the same order give the same
+    subset, whatever else differs (the arm, the SSL seed)."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), int(round(float(fraction) * 1_000_000))])
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n = int(min(len(idx), max(1, round(float(fraction) * len(idx)))))
+        picked.append(rng.permutation(idx)[:n])
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=int)
 
 
 class ProbeEvaluationHandler:
@@ -32,7 +52,8 @@ class ProbeEvaluationHandler:
 
     - ``engine.state.metrics``: ``<probe>_accuracy``, ``<probe>_balanced_accuracy``, ``<probe>_error``,
       ``majority_rate`` and, given ``baseline_metrics``, ``<probe>_error_reduction_vs_<baseline_name>``
-      (so that MONAI's MLflow handler logs them);
+      (so that MONAI's MLflow handler logs them); for each label fraction ``f < 1`` the same probes trained on a
+      fixed stratified subset of the training items, as ``<probe>_<metric>_labels<pct>pct`` (``linear_accuracy_labels1pct``);
     - ``<output_dir>/probe_metrics.json`` (with confusion matrices), ``confusion_<probe>.png`` and
       ``embedding_tsne.png`` (test features, coloured by class).
 
@@ -45,6 +66,11 @@ class ProbeEvaluationHandler:
         baseline_name: its name in the metric keys.
         mlp_epochs, knn_k, seed: probe settings.
         tsne: draw the embedding plot.
+        label_fractions: fractions of the labelled training items the probes are also trained on (the label-scarce
+            regime), each in ``(0, 1]``; ``1.0`` is the full set (always probed).
+        subset_seed: seed of the subsets. They depend on it, the fraction and the training labels in datalist order
+            only (not on ``seed``), so every arm and seed evaluated on one datalist gets the same subsets; the report
+            checks this through ``subset_sha1``.
     """
 
     def __init__(
@@ -61,10 +87,17 @@ class ProbeEvaluationHandler:
         knn_k: int = 20,
         seed: int = 0,
         tsne: bool = True,
+        label_fractions: Sequence[float] = (1.0,),
+        subset_seed: int = 0,
     ) -> None:
         unknown = set(probes) - {"linear", "mlp", "knn"}
         if unknown:
             raise ValueError(f"unknown probe(s) {sorted(unknown)}; choose from linear, mlp, knn.")
+        bad = [f for f in label_fractions if not 0 < float(f) <= 1]
+        if bad:
+            raise ValueError(f"label_fractions must lie in (0, 1], got {bad}.")
+        self.label_fractions = sorted({float(f) for f in label_fractions if float(f) < 1})
+        self.subset_seed = subset_seed
         self.output_dir = Path(output_dir)
         self.class_names = list(class_names)
         self.probes = list(probes)
@@ -116,13 +149,7 @@ class ProbeEvaluationHandler:
             "probes": {},
         }
         for probe in self.probes:
-            if probe == "linear":
-                pred = linear_probe(x[tr], y[tr], x[te], seed=self.seed)
-            elif probe == "mlp":
-                pred = mlp_probe(x[tr], y[tr], x[te], num_classes=n_classes, epochs=self.mlp_epochs, seed=self.seed)
-            else:
-                pred = knn_probe(x[tr], y[tr], x[te], k=self.knn_k)
-            m = classification_metrics(y[te], pred, num_classes=n_classes)
+            m = self._probe(probe, x[tr], y[tr], x[te], y[te], n_classes)
             results["probes"][probe] = m
             for k in ("accuracy", "balanced_accuracy", "error"):
                 engine.state.metrics[f"{probe}_{k}"] = m[k]
@@ -131,12 +158,40 @@ class ProbeEvaluationHandler:
                 m[f"error_reduction_vs_{self.baseline_name}"] = ratio
                 engine.state.metrics[f"{probe}_error_reduction_vs_{self.baseline_name}"] = ratio
             self._plot_confusion(np.asarray(m["confusion_matrix"]), probe)
+        train_idx = np.flatnonzero(tr)
+        results["label_fractions"] = {}
+        for f in self.label_fractions:
+            sub = train_idx[label_subset(y[tr], f, self.subset_seed)]
+            entry = {
+                "fraction": f,
+                "num_labelled": int(len(sub)),
+                "classes_labelled": int(len(np.unique(y[sub]))),
+                "subset_sha1": hashlib.sha1(np.ascontiguousarray(sub, dtype=np.int64).tobytes()).hexdigest(),
+                "probes": {},
+            }
+            for probe in self.probes:
+                m = self._probe(probe, x[sub], y[sub], x[te], y[te], n_classes)
+                entry["probes"][probe] = m
+                for k in ("accuracy", "balanced_accuracy", "error"):
+                    engine.state.metrics[f"{probe}_{k}_{fraction_tag(f)}"] = m[k]
+            results["label_fractions"][fraction_tag(f)] = entry
         results["majority_rate"] = float(np.bincount(y[te], minlength=n_classes).max() / te.sum())
         engine.state.metrics["majority_rate"] = results["majority_rate"]
         self.results = results
         write_json_atomic(self.output_dir / "probe_metrics.json", results)
         if self.tsne:
             self._plot_embedding(x[te], y[te])
+
+    def _probe(self, probe: str, train_x, train_y, test_x, test_y, n_classes: int) -> dict:
+        if len(np.unique(train_y)) == 1:  # a tiny subset with one class: predicting it is all a probe can do
+            pred = np.full(len(test_y), train_y[0])
+        elif probe == "linear":
+            pred = linear_probe(train_x, train_y, test_x, seed=self.seed)
+        elif probe == "mlp":
+            pred = mlp_probe(train_x, train_y, test_x, num_classes=n_classes, epochs=self.mlp_epochs, seed=self.seed)
+        else:
+            pred = knn_probe(train_x, train_y, test_x, k=self.knn_k)
+        return classification_metrics(test_y, pred, num_classes=n_classes)
 
     def _plot_confusion(self, cm: np.ndarray, probe: str) -> None:
         import matplotlib

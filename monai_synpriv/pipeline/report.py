@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..evaluation.paired_stats import paired_comparison
 from ..evaluation.probes import error_reduction
 from ..evaluation.translation_table import translation_report
 from ..utils.io import atomic_path, write_json_atomic
@@ -19,7 +20,18 @@ from ..visualize import save_figure
 from .arms import ARMS, RANDOM_INIT
 from .layout import RunLayout
 
-__all__ = ["AUTHENTIC_OF", "SINGLE_MODALITY", "markdown_table", "plot_accuracy", "summarize", "write_report"]
+__all__ = [
+    "AUTHENTIC_OF",
+    "COMPARISONS",
+    "SINGLE_MODALITY",
+    "compare_arms",
+    "comparison_table",
+    "markdown_table",
+    "plot_accuracy",
+    "plot_label_fractions",
+    "summarize",
+    "write_report",
+]
 
 #: The single-modality baseline of every error reduction "vs single modality".
 SINGLE_MODALITY = "siamese"
@@ -29,6 +41,18 @@ AUTHENTIC_OF = {
     "tridente_synthetic": "tridente_authentic",
 }
 METRICS = ("accuracy", "balanced_accuracy", "error")
+#: The questions of the experiment: (arm, baseline, what the comparison asks), each answered paired by seed.
+COMPARISONS = (
+    ("siamese", RANDOM_INIT, "pre-training vs random init"),
+    ("privileged_siamese_synthetic", "siamese", "synthetic pairs vs single modality"),
+    ("tridente_synthetic", "siamese", "synthetic pairs vs single modality"),
+    ("privileged_siamese_synthetic", "privileged_siamese_authentic", "synthetic vs authentic pairs"),
+    ("tridente_synthetic", "tridente_authentic", "synthetic vs authentic pairs"),
+    ("tridente_synthetic", "privileged_siamese_synthetic", "TriDeNT vs privileged Siamese"),
+    ("tridente_authentic", "privileged_siamese_authentic", "TriDeNT vs privileged Siamese"),
+)
+#: the label-fraction tag of the probes trained on every labelled training image
+ALL_LABELS = "all"
 
 
 def _label(arm: str) -> str:
@@ -193,6 +217,79 @@ def data_section(data: Mapping[str, Any], counts: Mapping[str, int], paths: Mapp
     return lines + [""]
 
 
+def compare_arms(rows: Sequence[Mapping[str, Any]], arms: Sequence[str], probes: Sequence[str]) -> list[dict[str, Any]]:
+    """Every comparison of :data:`COMPARISONS` whose two arms ran, per probe and label fraction, paired by seed
+    (:func:`monai_synpriv.evaluation.paired_comparison` over the seeds both arms have)."""
+    by = {(r["arm"], r["probe"], r.get("labels", ALL_LABELS), r["seed"]): r["accuracy"] for r in rows}
+    tags = list(dict.fromkeys(r.get("labels", ALL_LABELS) for r in rows))
+    out = []
+    for arm, base, question in COMPARISONS:
+        if arm not in arms or base not in arms:
+            continue
+        for tag in tags:
+            for probe in probes:
+                seeds = sorted(s for (a, p, t, s) in by if a == arm and p == probe and t == tag and (base, p, t, s) in by)
+                if not seeds:
+                    continue
+                stats = paired_comparison([by[(arm, probe, tag, s)] for s in seeds], [by[(base, probe, tag, s)] for s in seeds])
+                out.append({"arm": arm, "baseline": base, "question": question, "labels": tag, "probe": probe,
+                            "seeds": seeds, **stats})  # fmt: skip
+    return out
+
+
+def _ci(low: float, high: float, digits: int) -> str:
+    return "n/a" if math.isnan(low) or math.isnan(high) else f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def comparison_table(comparisons: Sequence[Mapping[str, Any]], labels: str) -> str:
+    """One label fraction's comparisons: a row per (comparison, probe), difference and error reduction with their
+    95 % intervals over seeds, and the verdict (an effect only when the difference's interval excludes zero)."""
+    lines = [
+        "| comparison | arm vs baseline | probe | seeds | accuracy difference [95 % CI] | error reduction [95 % CI] | "
+        "verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        if c["labels"] != labels:
+            continue
+        er = "∞" if math.isinf(c["er"]) else f"{c['er']:.2f}"
+        lines.append(
+            f"| {c['question']} | {_label(c['arm'])} vs {_label(c['baseline'])} | {c['probe']} | {c['n_seeds']} | "
+            f"{c['diff_mean']:+.3f} {_ci(c['diff_ci_low'], c['diff_ci_high'], 3)} | "
+            f"{er} {_ci(c['er_ci_low'], c['er_ci_high'], 2)} | {c['verdict']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_label_fractions(
+    summaries: Mapping[str, Mapping[str, Any]], fractions: Mapping[str, float], probe: str, path: str | Path
+) -> str:
+    """Label-efficiency curves: mean test accuracy (± s.d. over seeds) of each arm's ``probe`` against the fraction
+    of labelled training images (log axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tags = sorted(fractions, key=fractions.get)
+    arms = list(dict.fromkeys(a for t in tags for a in summaries[t]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for arm in arms:
+        pts = [(fractions[t], summaries[t][arm][probe]) for t in tags if probe in summaries[t].get(arm, {})]
+        if not pts:
+            continue
+        xs = [100 * f for f, _ in pts]
+        ys = [e["accuracy_mean"] for _, e in pts]
+        sds = [0.0 if math.isnan(e["accuracy_sd"]) else e["accuracy_sd"] for _, e in pts]
+        ax.errorbar(xs, ys, yerr=sds, marker="o", capsize=3, label=_label(arm))
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training images (%)")
+    ax.set_ylabel(f"test accuracy, {probe} probe")
+    ax.set_title("Label efficiency of each frozen primary encoder (mean ± s.d. over seeds)")
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
 def write_report(
     layout: RunLayout,
     state: Mapping[str, Any],
@@ -222,23 +319,50 @@ def write_report(
     seeds = list(profile["seeds"])
     arms = list(arm_names) + ([RANDOM_INIT] if profile["random_init_baseline"] else [])
     rows: list[dict[str, Any]] = []
+    fraction_rows: list[dict[str, Any]] = []
+    fractions: dict[str, float] = {}
+    subsets: dict[str, set[str]] = {}
+    num_labelled: dict[str, int] = {}
     probes: list[str] = []
     majority = None
-    num_test = 0
+    num_test = num_train = 0
     for seed in seeds:
         for arm in arms:
             res = json.loads(layout.probe_metrics(arm, seed).read_text())
             majority = res.get("majority_rate", majority)
-            num_test = int(res["num_test"])
+            num_test, num_train = int(res["num_test"]), int(res["num_train"])
             run_id = state["stages"].get(f"ssl_evaluate/{arm}/seed{seed}", {}).get("run_id")
             for probe, m in res["probes"].items():
                 probes = probes if probe in probes else probes + [probe]
                 rows.append({"arm": arm, "seed": seed, "probe": probe, "run_id": run_id, **{k: m[k] for k in METRICS}})
+            for tag, entry in (res.get("label_fractions") or {}).items():
+                fractions[tag] = float(entry["fraction"])
+                num_labelled[tag] = int(entry["num_labelled"])
+                subsets.setdefault(tag, set()).add(entry["subset_sha1"])
+                for probe, m in entry["probes"].items():
+                    fraction_rows.append({"arm": arm, "seed": seed, "probe": probe, "labels": tag, "run_id": run_id,
+                                          **{k: m[k] for k in METRICS}})  # fmt: skip
+    mixed = sorted(t for t, h in subsets.items() if len(h) > 1)
+    if mixed:
+        raise RuntimeError(
+            f"the label-scarce probes of {mixed} used different labelled subsets across arms or seeds; every arm and "
+            "seed must be probed on the same subsets (the same probe datalist and label_subset_seed)."
+        )
     summary = summarize(rows, arms, probes)
+    fractions = dict(sorted(fractions.items(), key=lambda kv: kv[1]))
+    summary_by_labels = {
+        tag: summarize([r for r in fraction_rows if r["labels"] == tag], arms, probes) for tag in fractions
+    }
+    comparisons = compare_arms(rows + fraction_rows, arms, probes)
     tmetrics_path = layout.translation_metrics
     tmetrics = json.loads(tmetrics_path.read_text()) if tmetrics_path.is_file() else None
 
     pictures = {"accuracy_per_arm": plot_accuracy(rows, summary, probes, out / "accuracy_per_arm.png", majority)}
+    if fractions:
+        curves = {**summary_by_labels, ALL_LABELS: summary}
+        pictures["label_efficiency"] = plot_label_fractions(
+            curves, {**fractions, ALL_LABELS: 1.0}, probes[0], out / "label_efficiency.png"
+        )
     grids = sorted(glob.glob(str(layout.translation_grids / "*.png")))
     if grids:
         shutil.copyfile(grids[-1], out / "translation_heldout_subject.png")
@@ -267,6 +391,10 @@ def write_report(
         "majority_rate": majority,
         "per_seed": rows,
         "summary": summary,
+        "label_fractions": {t: {"fraction": f, "num_labelled": num_labelled[t]} for t, f in fractions.items()},
+        "per_seed_label_fractions": fraction_rows,
+        "summary_by_labels": summary_by_labels,
+        "comparisons": comparisons,
         "translation": tmetrics,
         "counts": state.get("counts"),
         "data": state.get("data"),
@@ -289,6 +417,24 @@ def write_report(
     lines += data_section(state.get("data") or {}, state.get("counts") or {}, data_paths or {})
     for probe in probes:
         lines += [f"## {probe} probe", "", markdown_table(summary, probe)]
+    for tag, f in fractions.items():
+        lines += [f"## Label-scarce probes: {100 * f:g} % of the labelled training images ({num_labelled[tag]} of "
+                  f"{num_train}, the same stratified subset for every arm and seed)", ""]  # fmt: skip
+        for probe in probes:
+            lines += [f"### {probe} probe, {100 * f:g} % labels", "", markdown_table(summary_by_labels[tag], probe)]
+    if comparisons:
+        lines += [
+            "## Comparisons, paired by seed",
+            "",
+            "Accuracy difference = arm - baseline, mean over seeds with its 95 % Student-t interval over the per-seed "
+            "differences; error reduction = geometric mean over seeds of (1 - acc_baseline) / (1 - acc_arm), with the "
+            "interval of the per-seed log ratios. Verdict: *better*/*worse* only when the difference's interval "
+            "excludes zero, else *no effect shown*.",
+            "",
+        ]
+        for tag in [ALL_LABELS, *fractions]:
+            name = "all labelled training images" if tag == ALL_LABELS else f"{100 * fractions[tag]:g} % of the labels"
+            lines += [f"### {name}", "", comparison_table(comparisons, tag)]
     if tmetrics:
         lines += [translation_report(tmetrics_path, title="Translator quality on the held-out multi-contrast subject")]
     lines += ["## Pictures", ""] + [f"- {k}: `{Path(v).name}`" for k, v in pictures.items()] + [""]
@@ -306,6 +452,20 @@ def write_report(
         for k, v in e.items()
         if isinstance(v, float) and math.isfinite(v)
     }
+    flat.update({
+        f"{arm}/{probe}_{tag}/{k}": v
+        for tag, sm in summary_by_labels.items()
+        for arm, ps in sm.items()
+        for probe, e in ps.items()
+        for k, v in e.items()
+        if isinstance(v, float) and math.isfinite(v)
+    })  # fmt: skip
+    flat.update({
+        f"compare/{c['arm']}_vs_{c['baseline']}/{c['probe']}_{c['labels']}/{k}": float(c[k])
+        for c in comparisons
+        for k in ("diff_mean", "diff_ci_low", "diff_ci_high", "er", "er_ci_low", "er_ci_high")
+        if math.isfinite(float(c[k]))
+    })  # fmt: skip
     if tmetrics:
         flat.update({f"translator/{k}": float(v) for k, v in tmetrics["metrics"].items()})
     tracker.log_metrics(parent, flat)
