@@ -339,3 +339,23 @@ def test_label_subsets_are_stratified_and_shared():
     assert not np.array_equal(sub, label_subset(labels, 0.01, seed=1))
     assert set(label_subset(labels, 0.001)) and np.bincount(labels[label_subset(labels, 0.001)]).min() == 1
     assert [fraction_tag(f) for f in (0.01, 0.1, 0.005)] == ["labels1pct", "labels10pct", "labels0.5pct"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "configs" / "pipeline").glob("*.json")))
+def test_every_shipped_profile_names_only_real_bundle_keys(name):
+    """The profiles no CPU run reaches (full, gpu_check) are checked like the ones that run: every override key of
+    every section is an id of the bundle configs it goes to (a typo would be a silent no-op on the GPU)."""
+    from monai_synpriv.bundle_checks import check_override_keys
+    from monai_synpriv.pipeline.runner import _SECTION_CONFIGS
+
+    profile = load_profile(name)
+    folder = REPO / "bundles"
+    checked = 0
+    for section, (bundle, configs) in _SECTION_CONFIGS.items():
+        for cfg in configs if profile[section] else ():
+            files = [folder / bundle / "configs" / cfg]
+            if cfg == "evaluate.json" and bundle == "unpaired_translator":
+                files.insert(0, folder / bundle / "configs" / "inference.json")
+            check_override_keys([str(f) for f in files], profile[section], origin=f"{name}:{section}")
+            checked += 1
+    assert checked >= 4
