@@ -207,7 +207,78 @@ def embed_items(
     return emb
 
 
-class EncoderBundle:
+class _Encoder:
+    """What :class:`EncoderBundle` and :class:`~monai_synpriv.assessment.NetworkEncoder` share: loading the weights
+    into the network (or warning loudly that there are none) and embedding items with :func:`embed_items`.
+    Subclasses set ``network``, ``preprocessing``, ``device``, ``image_key`` and ``source`` first."""
+
+    def _load_weights(
+        self, network: nn.Module, weights_path: Path | None, require_weights: bool, what: str, untrained: str
+    ) -> nn.Module:
+        """Load ``weights_path`` into ``network`` (set ``trained``, ``ckpt_path``, ``weights_sha256``); without the
+        file raise (``require_weights``) or warn with ``untrained`` (an :class:`UntrainedEncoderWarning`).
+
+        Raises:
+            FileNotFoundError: no weights file while ``require_weights`` (``what`` says where it was expected).
+            RuntimeError: the file is not a state dict of ``network``.
+        """
+        self.weights_path = weights_path
+        self.trained = weights_path is not None and weights_path.is_file()
+        if not self.trained and require_weights:
+            raise FileNotFoundError(
+                f"encoder weights not found: {weights_path} ({what}; train the encoder first, set ckpt_path, or allow "
+                "untrained weights with require_weights=False)."
+            )
+        self.ckpt_path = str(weights_path) if self.trained else None
+        self.weights_sha256: str | None = None
+        if self.trained:
+            try:
+                network.load_state_dict(load_state_dict_file(weights_path, map_location="cpu"))
+            except (RuntimeError, AttributeError, TypeError) as e:
+                raise RuntimeError(f"{weights_path} is not a state dict of {self.source}: {e}") from e
+            self.weights_sha256 = sha256_file(weights_path)
+        else:
+            logger.warning(untrained)
+            warnings.warn(untrained, UntrainedEncoderWarning, stacklevel=3)
+        return network.to(self.device).eval()
+
+    def embed_items(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        batch_size: int = 64,
+        num_workers: int = 0,
+        precision: str = "fp32",
+        progress: bool = True,
+        dtype: Any = np.float32,
+    ) -> np.ndarray:
+        """Embeddings ``(n, D)`` of datalist items (dicts with ``image_key``), in order: :func:`embed_items`."""
+        return embed_items(
+            self.network,
+            items,
+            self.preprocessing,
+            device=self.device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            image_key=self.image_key,
+            precision=precision,
+            progress=progress,
+            dtype=dtype,
+            source=self.source,
+        )
+
+    def embed(self, paths: Sequence[str | os.PathLike], batch_size: int = 16, progress: bool = False) -> np.ndarray:
+        """Embeddings ``(n, D)`` (float64) of the images at ``paths``, in that order.
+
+        Raises:
+            ValueError: see :func:`embed_items`.
+        """
+        items = [{self.image_key: str(p)} for p in paths]
+        return self.embed_items(items, batch_size=batch_size, progress=progress, dtype=np.float64)
+
+    embed_paths = embed
+
+
+class EncoderBundle(_Encoder):
     """An encoder bundle loaded for embedding: ``network`` (weights loaded, eval mode), ``preprocessing``, provenance.
 
     Weights come from, in order: ``weights``; the config's ``ckpt_path`` (after ``overrides``; ``null`` means none);
@@ -296,37 +367,23 @@ class EncoderBundle:
             ckpt = None if ckpt is None else str(ckpt)
         else:
             ckpt = str(self.bundle_dir / "models" / "model.pt")
-        self.weights_path = Path(ckpt) if ckpt is not None else None
-        self.trained = self.weights_path is not None and self.weights_path.is_file()
-        if not self.trained and require_weights:
-            raise FileNotFoundError(
-                f"encoder weights not found: {ckpt} (config {source}; train the bundle first, set ckpt_path, or allow "
-                "untrained weights with require_weights=False)."
-            )
-        self.ckpt_path = ckpt if self.trained else None
-
         self.preprocessing = parser.get_parsed_content("preprocessing")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             network = parser.get_parsed_content("network_def")
         if not isinstance(network, nn.Module):
             raise TypeError(f"{source}: network_def must be an nn.Module, got {type(network).__name__}.")
-        if self.trained:
-            try:
-                network.load_state_dict(load_state_dict_file(self.weights_path))
-            except (RuntimeError, AttributeError, TypeError) as e:
-                raise RuntimeError(f"{self.weights_path} is not a state dict of {source}'s network_def: {e}") from e
-            self.weights_sha256: str | None = sha256_file(self.weights_path)
-        else:
-            self.weights_sha256 = None
-            msg = (
+        self.network = self._load_weights(
+            network,
+            Path(ckpt) if ckpt is not None else None,
+            require_weights,
+            what=f"config {source}",
+            untrained=(
                 f"ENCODER BUNDLE {self.bundle_dir} HAS NO WEIGHTS ({ckpt or 'ckpt_path is null'}): embedding with the "
                 f"network's INITIAL (random, seed {seed}) weights. EXAMINE scores from an untrained encoder only "
                 "reflect raw image statistics; train the encoder bundle first for meaningful scores."
-            )
-            logger.warning(msg)
-            warnings.warn(msg, UntrainedEncoderWarning, stacklevel=2)
-        self.network = network.to(self.device).eval()
+            ),
+        )
 
     @property
     def config_path(self) -> Path:
@@ -357,41 +414,6 @@ class EncoderBundle:
         if isinstance(out, list):
             raise ValueError(f"{self.source}: preprocessing returned {len(out)} samples for {path}; expected one.")
         return convert_to_tensor(out[self.image_key], track_meta=False, dtype=torch.float32)
-
-    def embed_items(
-        self,
-        items: Sequence[Mapping[str, Any]],
-        batch_size: int = 64,
-        num_workers: int = 0,
-        precision: str = "fp32",
-        progress: bool = True,
-        dtype: Any = np.float32,
-    ) -> np.ndarray:
-        """Embeddings ``(n, D)`` of datalist items (dicts with ``image_key``), in order: :func:`embed_items`."""
-        return embed_items(
-            self.network,
-            items,
-            self.preprocessing,
-            device=self.device,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            image_key=self.image_key,
-            precision=precision,
-            progress=progress,
-            dtype=dtype,
-            source=self.source,
-        )
-
-    def embed(self, paths: Sequence[str | os.PathLike], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """Embeddings ``(n, D)`` (float64) of the images at ``paths``, in that order.
-
-        Raises:
-            ValueError: see :func:`embed_items`.
-        """
-        items = [{self.image_key: str(p)} for p in paths]
-        return self.embed_items(items, batch_size=batch_size, progress=progress, dtype=np.float64)
-
-    embed_paths = embed
 
 
 def write_embeddings(

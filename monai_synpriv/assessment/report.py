@@ -21,8 +21,7 @@ import hashlib
 import logging
 import os
 import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +30,9 @@ import torch
 
 from torch import nn
 
-from ..utils.io import atomic_path, sha256_file, write_json_atomic
+from ..utils.io import atomic_path, write_json_atomic
 from ..utils.mlflow_log import log_mlflow_run
-from .embedding import EncoderBundle, UntrainedEncoderWarning, embed_items, load_state_dict_file
+from .embedding import EncoderBundle, _Encoder
 from .examine import ExamineResult, ExamineScorer
 
 __all__ = ["ExamineAssessment", "NetworkEncoder", "write_ranking_csv"]
@@ -65,7 +64,7 @@ def write_ranking_csv(
     return str(path)
 
 
-class NetworkEncoder:
+class NetworkEncoder(_Encoder):
     """An encoder given as objects rather than as a bundle folder: a network, its preprocessing and a weights file,
     with :class:`~monai_synpriv.assessment.EncoderBundle`'s interface (``network``, ``preprocessing``,
     :meth:`embed_items`, :meth:`fingerprint` and the provenance attributes), so :class:`ExamineAssessment` takes either.
@@ -123,30 +122,17 @@ class NetworkEncoder:
         self.image_key = image_key
         self.preprocessing = preprocessing
         ckpt = None if ckpt_path is None else os.path.abspath(ckpt_path)
-        self.weights_path = Path(ckpt) if ckpt is not None else None
-        self.trained = self.weights_path is not None and self.weights_path.is_file()
-        if not self.trained and require_weights:
-            raise FileNotFoundError(
-                f"encoder weights not found: {ckpt} ({self.source}; put the trained encoder's state dict there, set "
-                "ckpt_path, or allow untrained weights with require_weights=False)."
-            )
-        self.ckpt_path = ckpt if self.trained else None
-        if self.trained:
-            try:
-                network.load_state_dict(load_state_dict_file(self.weights_path, map_location="cpu"))
-            except (RuntimeError, AttributeError, TypeError) as e:
-                raise RuntimeError(f"{self.weights_path} is not a state dict of {self.source}: {e}") from e
-            self.weights_sha256: str | None = sha256_file(self.weights_path)
-        else:
-            self.weights_sha256 = None
-            msg = (
+        self.network = self._load_weights(
+            network,
+            Path(ckpt) if ckpt is not None else None,
+            require_weights,
+            what=self.source,
+            untrained=(
                 f"ENCODER {self.source} HAS NO WEIGHTS ({ckpt or 'ckpt_path is None'}): embedding with the network's "
                 "INITIAL (random) weights. EXAMINE scores from an untrained encoder only reflect raw image statistics; "
                 "train the encoder first for meaningful scores."
-            )
-            logger.warning(msg)
-            warnings.warn(msg, UntrainedEncoderWarning, stacklevel=2)
-        self.network = network.to(self.device).eval()
+            ),
+        )
 
     def fingerprint(self) -> str:
         """Identifies what the embeddings depend on: the network's class and every parameter and buffer (names,
@@ -157,35 +143,6 @@ class NetworkEncoder:
             h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
             h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()
-
-    def embed_items(
-        self,
-        items: Sequence[Mapping[str, Any]],
-        batch_size: int = 64,
-        num_workers: int = 0,
-        precision: str = "fp32",
-        progress: bool = True,
-        dtype: Any = np.float32,
-    ) -> np.ndarray:
-        """Embeddings ``(n, D)`` of datalist items (dicts with ``image_key``), in order: :func:`embed_items`."""
-        return embed_items(
-            self.network,
-            items,
-            self.preprocessing,
-            device=self.device,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            image_key=self.image_key,
-            precision=precision,
-            progress=progress,
-            dtype=dtype,
-            source=self.source,
-        )
-
-    def embed(self, paths: Sequence[str | os.PathLike], batch_size: int = 16, progress: bool = False) -> np.ndarray:
-        """Embeddings ``(n, D)`` (float64) of the images at ``paths``, in that order."""
-        items = [{self.image_key: str(p)} for p in paths]
-        return self.embed_items(items, batch_size=batch_size, progress=progress, dtype=np.float64)
 
 
 def _check_embeddings(path: str | os.PathLike, n: int) -> Path:
