@@ -307,22 +307,29 @@ def check_version_in_changelog(name: str, root: Path, tmp_path: Path) -> None:
     assert meta["version"] in meta["changelog"], f"{name}: version {meta['version']} is not a key of 'changelog'"
 
 
-def check_inference_properties(name: str, root: Path, tmp_path: Path) -> None:
+def _inference_workflow(root: Path, config: Path, **overrides):
+    """``monai.bundle.create_workflow`` of the copied bundle's inference config, as zoo's CI builds it."""
     from monai.bundle import create_workflow
+
+    configs = root / "configs"
+    return create_workflow(
+        workflow_type="inference",
+        config_file=str(config),
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"),
+        bundle_root=str(root),
+        **overrides,
+    )
+
+
+def check_inference_properties(name: str, root: Path, tmp_path: Path) -> None:
 
     config = _inference_config(root)
     try:
         _fake_weights(root, config)
     except KeyError:
         pass  # no network_def to make weights from (verify_net_in_out reports it); let the workflow say what it lacks
-    configs = root / "configs"
-    workflow = create_workflow(
-        workflow_type="inference",
-        config_file=str(config),
-        meta_file=str(configs / "metadata.json"),
-        logging_file=str(configs / "logging.conf"),
-        bundle_root=str(root),
-    )
+    workflow = _inference_workflow(root, config)
     missing = workflow.check_properties()
     assert missing == [], f"{name}: the inference workflow lacks required (or misnames optional) properties {missing}"
 
@@ -363,19 +370,11 @@ def check_torchscript_export(name: str, root: Path, tmp_path: Path) -> None:
 def check_run_without_data(name: str, root: Path, tmp_path: Path) -> None:
     """Ours, not zoo's: the workflow zoo builds without data (fake weights in place) refuses to run, naming the
     override that gives it data, before it writes anything into the bundle."""
-    from monai.bundle import create_workflow
 
     config = _inference_config(root)
     _fake_weights(root, config)
     before = {p for p in root.rglob("*")}
-    configs = root / "configs"
-    workflow = create_workflow(
-        workflow_type="inference",
-        config_file=str(config),
-        meta_file=str(configs / "metadata.json"),
-        logging_file=str(configs / "logging.conf"),
-        bundle_root=str(root),
-    )
+    workflow = _inference_workflow(root, config)
     with pytest.raises(Exception) as info:
         workflow.run()
     assert "--dataset_dir" in _error_text(info.value), _error_text(info.value)
@@ -536,7 +535,6 @@ def check_inference_on_sample_data(name: str, root: Path, tmp_path: Path, shared
     """Ours: the inference workflow of the copied bundle, with fake weights and small settings, on a few real images
     given through its input override, writes one sane output per input and nothing outside its output folder and
     the bundle."""
-    from monai.bundle import create_workflow
 
     run = SAMPLE_RUNS[name]
     config = _inference_config(root)
@@ -551,20 +549,10 @@ def check_inference_on_sample_data(name: str, root: Path, tmp_path: Path, shared
     cwd.mkdir()
     origin = REPO / "bundles" / name
     before = {p: set(p.rglob("*")) for p in (tmp_path, shared, origin)}
-    configs = root / "configs"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)  # a relative path written to would land here
         mp.setenv("HF_HUB_OFFLINE", "1")
-        workflow = create_workflow(
-            workflow_type="inference",
-            config_file=str(config),
-            meta_file=str(configs / "metadata.json"),
-            logging_file=str(configs / "logging.conf"),
-            bundle_root=str(root),
-            output_dir=str(out),
-            **{run["input"]: str(source)},
-            **overrides,
-        )
+        workflow = _inference_workflow(root, config, output_dir=str(out), **{run["input"]: str(source)}, **overrides)
         workflow.run()
         workflow.finalize()
     OUTPUT_CHECKS[run["outputs"]](out, root, items)
