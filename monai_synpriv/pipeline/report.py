@@ -285,7 +285,7 @@ def plot_label_fractions(
     ax.set_xscale("log")
     ax.set_xlabel("labelled training images (%)")
     ax.set_ylabel(f"test accuracy, {probe} probe")
-    ax.set_title("Label efficiency of each frozen primary encoder (mean ± s.d. over seeds)")
+    ax.set_title("Label efficiency per frozen primary encoder\n(mean ± s.d. over seeds, same labelled subsets)", fontsize=9)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
 
