@@ -93,3 +93,27 @@ def test_weights_carry_their_architecture_and_a_mismatch_names_the_overrides(tmp
     architecture_path(ckpt).unlink()
     with pytest.raises(ValueError, match="does not fit the config's network: .*missing from the weights"):
         load_network_weights(make_resnet_encoder(2, 1, 18), ckpt, architecture={**arch, "depth": 18})
+
+
+def test_a_final_save_on_error_rewrites_the_architecture_record(tmp_path):
+    """The weights MONAI's saver writes when training stops on an error get their own record: a record left by an
+    earlier run of another architecture must not describe them."""
+    from monai_synpriv.handlers import AtomicCheckpointSaver
+    from monai_synpriv.utils import read_architecture
+
+    def run(depth: int, fail: bool) -> None:
+        def step(engine, batch):
+            if fail:
+                raise RuntimeError("stopped")
+
+        engine = Engine(step)
+        AtomicCheckpointSaver(str(tmp_path), {"model": torch.nn.Linear(2, depth)}, save_final=True,
+                              final_filename="model.pt", architecture={"depth": depth}).attach(engine)  # fmt: skip
+        engine.run([0], max_epochs=1)
+
+    run(10, fail=False)
+    assert read_architecture(tmp_path / "model.pt") == {"depth": 10}
+    with pytest.raises(RuntimeError, match="stopped"):
+        run(18, fail=True)
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["weight"].shape[0] == 18
+    assert read_architecture(tmp_path / "model.pt") == {"depth": 18}

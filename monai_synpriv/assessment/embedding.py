@@ -36,6 +36,7 @@ from torch import nn
 
 from ..utils.io import atomic_path, sha256_file
 from ..utils.precision import autocast, to_device
+from ..utils.weights import read_state_dict
 
 __all__ = [
     "save_embeddings",
@@ -81,21 +82,9 @@ def find_bundle_config(bundle_dir: str | os.PathLike, names: Sequence[str] = CON
 
 
 def load_state_dict_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """A plain state dict from ``path`` (unwraps ``{"model": ...}``, ``{"network": ...}``, ``{"state_dict": ...}``).
-
-    Args:
-        path: a ``torch.save`` file (loaded with ``weights_only=True``).
-        map_location: where the tensors go.
-
-    Returns:
-        The state dict.
-    """
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if isinstance(state, dict):
-        for key in ("model", "network", "state_dict"):
-            if key in state and isinstance(state[key], dict):
-                return state[key]
-    return state
+    """A plain state dict from ``path``: :func:`monai_synpriv.utils.read_state_dict` (kept under this name for the
+    bundle configs and callers that use it)."""
+    return read_state_dict(path, map_location=map_location)
 
 
 class _IndexedDataset(Dataset):

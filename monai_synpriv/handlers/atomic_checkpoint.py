@@ -37,18 +37,29 @@ class AtomicDiskSaver(BaseSaveHandler):
     Args:
         dirname: folder of the checkpoints (created if needed).
         filename: a fixed file name (e.g. ``model.pt``) instead of the name ignite proposes.
+        architecture: written beside every file saved, as ``<stem>.network.json``
+            (:func:`monai_synpriv.utils.write_architecture`), so that the record always describes the weights next
+            to it, whether they were saved at the end of training or when it stopped on an error.
     """
 
-    def __init__(self, dirname: str | os.PathLike, filename: str | None = None) -> None:
+    def __init__(
+        self, dirname: str | os.PathLike, filename: str | None = None, architecture: Mapping[str, Any] | None = None
+    ) -> None:
         self.dirname = Path(dirname)
         self.dirname.mkdir(parents=True, exist_ok=True)
         self.filename = filename
+        self.architecture = dict(architecture) if architecture is not None else None
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         if idist.get_rank() != 0:
             return
-        with atomic_path(self.dirname / (self.filename or filename)) as tmp:
+        path = self.dirname / (self.filename or filename)
+        with atomic_path(path) as tmp:
             torch.save(checkpoint, tmp)
+        if self.architecture is not None:
+            from ..utils.weights import write_architecture
+
+            write_architecture(path, self.architecture)
 
     def remove(self, filename: str) -> None:
         if idist.get_rank() == 0:
@@ -65,8 +76,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
     Args:
         save_dir, save_dict, args, kwargs: those of :class:`monai.handlers.CheckpointSaver`.
         architecture: the config keys that define the saved network and their values (e.g. ``{"depth": 18}``),
-            written beside the final file as ``<final stem>.network.json`` (:func:`monai_synpriv.utils.write_architecture`)
-            so that inference can refuse weights of another architecture by name (:func:`monai_synpriv.utils.check_architecture`).
+            written beside the final file (at the end of training, or when it stops on an error) as
+            ``<final stem>.network.json`` (:func:`monai_synpriv.utils.write_architecture`) so that inference can refuse weights of another architecture by name (:func:`monai_synpriv.utils.check_architecture`).
     """
 
     def __init__(
@@ -75,16 +86,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
         # created here, race-free: under torchrun every rank builds the saver and ignite's mkdir is not exist_ok
         Path(save_dir).mkdir(parents=True, exist_ok=True)
         super().__init__(save_dir, save_dict, *args, **kwargs)
-        self.architecture = dict(architecture) if architecture is not None else None
         for ckpt in (self._final_checkpoint, self._key_metric_checkpoint, self._interval_checkpoint):
             if ckpt is not None:
                 fixed = getattr(ckpt.save_handler, "filename", None)
-                ckpt.save_handler = AtomicDiskSaver(self.save_dir, filename=fixed)
-
-    def completed(self, engine: Any) -> None:
-        """Save the final checkpoint (MONAI's behaviour), then its architecture record on rank 0."""
-        super().completed(engine)
-        if self.architecture is not None and self._final_filename and idist.get_rank() == 0:
-            from ..utils.weights import write_architecture
-
-            write_architecture(Path(self.save_dir) / self._final_filename, self.architecture)
+                record = architecture if ckpt is self._final_checkpoint else None
+                ckpt.save_handler = AtomicDiskSaver(self.save_dir, filename=fixed, architecture=record)

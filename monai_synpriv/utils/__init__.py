@@ -9,6 +9,7 @@ from .weights import (
     check_architecture,
     load_network_weights,
     read_architecture,
+    read_state_dict,
     write_architecture,
 )
 from .precision import (
@@ -26,6 +27,7 @@ __all__ = [
     "check_architecture",
     "load_network_weights",
     "read_architecture",
+    "read_state_dict",
     "write_architecture",
     "Precision",
     "atomic_path",

@@ -22,7 +22,14 @@ from torch import nn
 
 from .io import write_json_atomic
 
-__all__ = ["architecture_path", "check_architecture", "load_network_weights", "read_architecture", "write_architecture"]
+__all__ = [
+    "architecture_path",
+    "check_architecture",
+    "load_network_weights",
+    "read_architecture",
+    "read_state_dict",
+    "write_architecture",
+]
 
 
 def architecture_path(ckpt_path: str | os.PathLike) -> Path:
@@ -84,6 +91,17 @@ def check_architecture(ckpt_path: str | os.PathLike, architecture: Mapping[str, 
         )
 
 
+def read_state_dict(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """A plain state dict from ``path`` (``weights_only``; unwraps ``{"model": ...}``, ``{"network": ...}``,
+    ``{"state_dict": ...}`` as MONAI's ``CheckpointSaver`` and other trainers write them)."""
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if isinstance(state, dict):
+        for key in ("model", "network", "state_dict"):
+            if key in state and isinstance(state[key], dict):
+                return state[key]
+    return state
+
+
 def load_network_weights(
     network: nn.Module,
     ckpt_path: str | os.PathLike,
@@ -108,12 +126,7 @@ def load_network_weights(
     """
     if architecture is not None:
         check_architecture(ckpt_path, architecture)
-    state = torch.load(ckpt_path, map_location=map_location, weights_only=True)
-    if isinstance(state, dict):
-        for key in ("model", "network", "state_dict"):
-            if key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
+    state = read_state_dict(ckpt_path, map_location=map_location)
     own = network.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
