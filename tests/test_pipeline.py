@@ -129,8 +129,18 @@ def test_report_numbers_are_the_logged_ones(tiny_run):
             assert pm[f"{key}/{k}"] == pytest.approx(c[k], rel=1e-12, abs=1e-15), (key, k)
         assert c["verdict"] == ("no effect shown" if c["diff_ci_low"] <= 0 <= c["diff_ci_high"] else
                                 "better" if c["diff_ci_low"] > 0 else "worse")  # fmt: skip
+    # the pre-training check (Siamese vs random init, beyond 2 seed s.d.) for every label fraction and probe, logged
+    checks = results["pretraining_check"]
+    assert {(c["labels"], c["probe"]) for c in checks} == {
+        (t, p) for t in ("all", "labels1pct", "labels10pct") for p in results["probes"]
+    }
+    for c in checks:
+        key = f"pretraining_check/{c['probe']}_{c['labels']}"
+        assert pm[f"{key}/diff"] == pytest.approx(c["siamese"] - c["random_init"], rel=1e-12, abs=1e-15)
+        assert pm[f"{key}/passed"] == float(c["passed"]) and c["passed"] == (c["diff"] > c["threshold"])
     # the markdown shows the same numbers
     md = (out / "report" / "results.md").read_text()
+    assert md.index("## Pre-training check") < md.index("## linear probe")
     assert "## Label-scarce probes: 1 % of the labelled training images" in md and "## Comparisons, paired by seed" in md
     assert (out / "report" / "label_efficiency.png").is_file()
     e = results["summary"]["tridente_synthetic"]["linear"]
@@ -329,6 +339,31 @@ def test_paired_comparisons_against_hand_computed_values():
     assert "no effect shown" in table and table.count("\n") == 4
 
 
+def test_pretraining_check_passes_only_beyond_two_seed_sds():
+    """Siamese must beat random init by more than twice the larger seed s.d.; one seed leaves it undecided."""
+    from monai_synpriv.pipeline.report import pretraining_check, pretraining_check_section, summarize
+
+    def rows(siamese, random_init):
+        return [
+            {"arm": arm, "seed": s, "probe": "linear", "accuracy": a, "balanced_accuracy": a, "error": 1 - a}
+            for arm, vals in (("siamese", siamese), ("random_init", random_init))
+            for s, a in enumerate(vals)
+        ]
+
+    arms = ["siamese", "random_init"]
+    ok = pretraining_check({"all": summarize(rows([0.82, 0.83, 0.84], [0.76, 0.75, 0.77]), arms, ["linear"])}, ["linear"])
+    assert len(ok) == 1 and ok[0]["passed"] is True
+    assert ok[0]["diff"] == pytest.approx(0.07) and ok[0]["threshold"] == pytest.approx(0.02)
+    assert ok[0]["er"] == pytest.approx(0.24 / 0.17)
+    # a mean gain of 0.03 within seed noise of s.d. 0.03: not passed
+    noisy = pretraining_check({"all": summarize(rows([0.80, 0.77, 0.83], [0.76, 0.75, 0.77]), arms, ["linear"])}, ["linear"])
+    assert noisy[0]["passed"] is False
+    one = pretraining_check({"all": summarize(rows([0.9], [0.7]), arms, ["linear"])}, ["linear"])
+    assert one[0]["passed"] is None
+    md = "\n".join(pretraining_check_section(noisy, {"all": "all labels"}))
+    assert "**failed**" in md and "more steps" in md and "| all labels | linear | 0.800 | 0.760 | +0.040 | 0.060 |" in md
+
+
 def test_label_subsets_are_stratified_and_shared():
     from monai_synpriv.handlers.probe_evaluation import fraction_tag, label_subset
 
@@ -346,16 +381,15 @@ def test_every_shipped_profile_names_only_real_bundle_keys(name):
     """The profiles no CPU run reaches (full, gpu_check) are checked like the ones that run: every override key of
     every section is an id of the bundle configs it goes to (a typo would be a silent no-op on the GPU)."""
     from monai_synpriv.bundle_checks import check_override_keys
-    from monai_synpriv.pipeline.runner import _SECTION_CONFIGS
+    from monai_synpriv.pipeline.runner import _SECTION_CONFIGS, section_config_files
 
     profile = load_profile(name)
     folder = REPO / "bundles"
     checked = 0
-    for section, (bundle, configs) in _SECTION_CONFIGS.items():
-        for cfg in configs if profile[section] else ():
-            files = [folder / bundle / "configs" / cfg]
-            if cfg == "evaluate.json" and bundle == "unpaired_translator":
-                files.insert(0, folder / bundle / "configs" / "inference.json")
+    for section in _SECTION_CONFIGS:
+        bundle, groups = section_config_files(profile, section)
+        for group in groups if profile[section] else ():
+            files = [folder / bundle / "configs" / f for f in group]
             check_override_keys([str(f) for f in files], profile[section], origin=f"{name}:{section}")
             checked += 1
     assert checked >= 4

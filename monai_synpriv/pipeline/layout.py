@@ -9,6 +9,7 @@ A run folder, from the first stage to the last::
       translator/models/model.pt   translator_train (translator/train/: its grids and logs)
       translator/evaluate/         translator_evaluate: metrics/translation_metrics.json, images/*.png
       synthesis/privileged/        synthesis: synthetic images + paired_datalist.json; synthesis/synthesis_grid.png
+      synthesis/ssl_cache/, cache/ssl_images/  ssl_train: preprocessed pre-training images, shared by arms and seeds
       ssl/<arm>/seed<k>/           ssl_train: models/model.pt, train/; ssl_evaluate: evaluate/probes/*.json
       report/                      report: results.md, results.json, plots
 """
@@ -96,6 +97,12 @@ class RunLayout:
     @property
     def synthesis_grid(self) -> Path:
         return self.synthesis / "synthesis_grid.png"
+
+    def ssl_image_cache(self, pairs: str) -> Path:
+        """The preprocessed pre-training images of one kind of pairs (``downstream``, ``authentic``, ``synthetic``),
+        shared by every arm and seed that reads them. The synthetic ones live under ``synthesis/`` so that they go
+        with the images they were made from when the synthesis stage runs again."""
+        return self.synthesis / "ssl_cache" if pairs == "synthetic" else self.cache / "ssl_images" / pairs
 
     # ------------------------------------------------------------------ SSL arms
     def arm_dir(self, arm: str, seed: int) -> Path:

@@ -13,7 +13,7 @@ from ..locations import profiles_dir
 from .arms import get_arms
 from .sources import check_data_section
 
-__all__ = ["PROFILE_KEYS", "default_profile_dir", "load_profile", "profile_digest"]
+__all__ = ["PROFILE_KEYS", "TRANSLATOR_CONFIGS", "default_profile_dir", "load_profile", "profile_digest"]
 
 #: Every key a profile may hold; sections ending in an override dict are passed to the bundle as is.
 PROFILE_KEYS = {
@@ -25,13 +25,23 @@ PROFILE_KEYS = {
     "data": "the data: the user's (downstream, privileged, authentic_pairs, paired_evaluation; see "
     "monai_synpriv.pipeline.sources) or the public sets (multicontrast_dir, downstream_dir); contrast_a, contrast_b, "
     "max_downstream; paths relative to the data root or absolute",
-    "translator_train": "overrides of bundles/unpaired_translator/configs/train.json",
+    "translator_method": "the unpaired translator: cyclegan (train.json, the default), cut (+ train_cut.json) or "
+    "fastcut (+ train_cut.json + train_fastcut.json)",
+    "translator_train": "overrides of bundles/unpaired_translator/configs/train.json (and of the method's overlays)",
     "translator_net": "generator overrides shared by the translator's train, evaluate and inference configs",
     "translator_evaluate": "overrides of the translator's evaluation on the held-out multi-contrast subject",
     "synthesis": "overrides of bundles/unpaired_translator/configs/inference.json for the downstream set",
     "ssl_train": "overrides of bundles/multimodal_ssl/configs/train.json (same for every arm: the same budget)",
     "ssl_evaluate": "overrides of bundles/multimodal_ssl/configs/evaluate.json",
 }
+
+#: The translator bundle's training configs of each ``translator_method`` (later files override earlier ones).
+TRANSLATOR_CONFIGS = {
+    "cyclegan": ("train.json",),
+    "cut": ("train.json", "train_cut.json"),
+    "fastcut": ("train.json", "train_cut.json", "train_fastcut.json"),
+}
+
 
 def default_profile_dir() -> Path:
     """The pipeline profiles: ``configs/pipeline`` of a source checkout, the copy shipped in the package, or
@@ -79,6 +89,9 @@ def load_profile(profile: str | os.PathLike | dict) -> dict[str, Any]:
     ):
         if not isinstance(prof.setdefault(key, {}), dict):
             raise ValueError(f"{origin}: {key!r} must be a dict of overrides, got {type(prof[key]).__name__}.")
+    method = prof.setdefault("translator_method", "cyclegan")
+    if method not in TRANSLATOR_CONFIGS:
+        raise ValueError(f"{origin}: unknown 'translator_method' {method!r}; choose one of {sorted(TRANSLATOR_CONFIGS)}.")
     prof["data"] = check_data_section(prof["data"], origin)
     steps = prof["ssl_train"].get("epoch_length")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:

@@ -29,6 +29,8 @@ __all__ = [
     "markdown_table",
     "plot_accuracy",
     "plot_label_fractions",
+    "pretraining_check",
+    "pretraining_check_section",
     "summarize",
     "write_report",
 ]
@@ -237,6 +239,64 @@ def compare_arms(rows: Sequence[Mapping[str, Any]], arms: Sequence[str], probes:
     return out
 
 
+def pretraining_check(
+    summaries: Mapping[str, Mapping[str, Any]], probes: Sequence[str], min_sds: float = 2.0
+) -> list[dict[str, Any]]:
+    """
+    Does pre-training work at all? Per label fraction (``summaries``: tag -> :func:`summarize` output) and probe, the
+    single-modality Siamese encoder against the random-init encoder of the same seeds. It *passes* when the mean
+    accuracy difference exceeds ``min_sds`` times the larger seed standard deviation of the two; with one seed there
+    is no spread and the check is ``None`` (undecided). Comparisons between arms only mean something where it passes:
+    otherwise they measure noise around an untrained encoder.
+    """
+    out = []
+    for tag, summary in summaries.items():
+        for probe in probes:
+            ssl, rnd = summary.get(SINGLE_MODALITY, {}).get(probe), summary.get(RANDOM_INIT, {}).get(probe)
+            if ssl is None or rnd is None:
+                continue
+            diff = ssl["accuracy_mean"] - rnd["accuracy_mean"]
+            spread = max(ssl["accuracy_sd"], rnd["accuracy_sd"])
+            passed = None if math.isnan(spread) else bool(diff > min_sds * spread)
+            out.append({
+                "labels": tag, "probe": probe, "siamese": ssl["accuracy_mean"], "random_init": rnd["accuracy_mean"],
+                "diff": diff, "threshold": min_sds * spread, "passed": passed,
+                "er": error_reduction(rnd["accuracy_mean"], ssl["accuracy_mean"]),
+            })  # fmt: skip
+    return out
+
+
+def pretraining_check_section(checks: Sequence[Mapping[str, Any]], label_names: Mapping[str, str]) -> list[str]:
+    """The report's first section: one verdict sentence (linear probe, all labels) and the table of every check."""
+    if not checks:
+        return []
+    head = next((c for c in checks if c["labels"] == ALL_LABELS), checks[0])
+    word = {True: "**passed**", False: "**failed**", None: "**undecided** (one seed: no spread)"}[head["passed"]]
+    lines = [
+        "## Pre-training check",
+        "",
+        f"Siamese {head['siamese']:.3f} vs random init {head['random_init']:.3f} ({head['probe']} probe, "
+        f"{label_names[head['labels']]}): difference {head['diff']:+.3f} against 2 seed s.d. = {head['threshold']:.3f}, "
+        f"error reduction {head['er']:.2f}x: {word}. "
+        + (
+            "Pre-training learns something the untrained encoder lacks, so the comparisons between arms below are "
+            "meaningful."
+            if head["passed"]
+            else "Until it passes, the comparisons between arms measure noise around an untrained encoder: give the "
+            "SSL stage more steps (`ssl_train.max_epochs` x `epoch_length`)."
+        ),
+        "",
+        "| labels | probe | Siamese | random init | difference | 2 seed s.d. | error reduction | passed |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in checks:
+        lines.append(
+            f"| {label_names[c['labels']]} | {c['probe']} | {c['siamese']:.3f} | {c['random_init']:.3f} | "
+            f"{c['diff']:+.3f} | {c['threshold']:.3f} | {c['er']:.2f} | {'n/a' if c['passed'] is None else ('yes' if c['passed'] else 'no')} |"
+        )
+    return lines + [""]
+
+
 def _ci(low: float, high: float, digits: int) -> str:
     return "n/a" if math.isnan(low) or math.isnan(high) else f"[{low:.{digits}f}, {high:.{digits}f}]"
 
@@ -354,6 +414,8 @@ def write_report(
         tag: summarize([r for r in fraction_rows if r["labels"] == tag], arms, probes) for tag in fractions
     }
     comparisons = compare_arms(rows + fraction_rows, arms, probes)
+    checks = pretraining_check({ALL_LABELS: summary, **summary_by_labels}, probes)
+    label_names = {ALL_LABELS: "all labels", **{t: f"{100 * f:g} % labels" for t, f in fractions.items()}}
     tmetrics_path = layout.translation_metrics
     tmetrics = json.loads(tmetrics_path.read_text()) if tmetrics_path.is_file() else None
 
@@ -395,6 +457,7 @@ def write_report(
         "per_seed_label_fractions": fraction_rows,
         "summary_by_labels": summary_by_labels,
         "comparisons": comparisons,
+        "pretraining_check": checks,
         "translation": tmetrics,
         "counts": state.get("counts"),
         "data": state.get("data"),
@@ -414,6 +477,7 @@ def write_report(
         f"MLflow parent run `{state['parent_run_id']}`.",
         "",
     ]
+    lines += pretraining_check_section(checks, label_names)
     lines += data_section(state.get("data") or {}, state.get("counts") or {}, data_paths or {})
     for probe in probes:
         lines += [f"## {probe} probe", "", markdown_table(summary, probe)]
@@ -465,6 +529,12 @@ def write_report(
         for c in comparisons
         for k in ("diff_mean", "diff_ci_low", "diff_ci_high", "er", "er_ci_low", "er_ci_high")
         if math.isfinite(float(c[k]))
+    })  # fmt: skip
+    flat.update({
+        f"pretraining_check/{c['probe']}_{c['labels']}/{k}": float(c[k])
+        for c in checks
+        for k in ("diff", "threshold", "er", "passed")
+        if c[k] is not None and math.isfinite(float(c[k]))
     })  # fmt: skip
     if tmetrics:
         flat.update({f"translator/{k}": float(v) for k, v in tmetrics["metrics"].items()})

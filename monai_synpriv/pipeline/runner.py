@@ -38,7 +38,7 @@ from ..locations import bundles_dir
 from ..utils.io import sha256_file, write_json_atomic
 from .arms import RANDOM_INIT, Arm, get_arms
 from .layout import RunLayout
-from .profile import load_profile, profile_digest
+from .profile import TRANSLATOR_CONFIGS, load_profile, profile_digest
 from .report import write_report
 from .sources import data_source, prepare_data, source_paths
 from .stages import STAGES, Stage, stage_group
@@ -59,6 +59,22 @@ _SECTION_CONFIGS: dict[str, tuple[str, list[str]]] = {
     "ssl_train": ("multimodal_ssl", ["train.json"]),
     "ssl_evaluate": ("multimodal_ssl", ["evaluate.json"]),
 }
+
+
+def section_config_files(profile: dict[str, Any], section: str) -> tuple[str, list[list[str]]]:
+    """The bundle of a profile section and the config-file groups its overrides go to, each group merged as the
+    stage merges it (``configs/<file>`` names): the translator's training files follow ``translator_method``, and
+    its evaluate.json is an overlay on inference.json."""
+    bundle, configs = _SECTION_CONFIGS[section]
+    groups: list[list[str]] = []
+    for cfg in configs:
+        if bundle == "unpaired_translator" and cfg == "train.json":
+            groups.append(list(TRANSLATOR_CONFIGS[profile.get("translator_method", "cyclegan")]))
+        elif bundle == "unpaired_translator" and cfg == "evaluate.json":
+            groups.append(["inference.json", cfg])
+        else:
+            groups.append([cfg])
+    return bundle, groups
 
 
 class PipelineError(RuntimeError):
@@ -142,7 +158,10 @@ class SynPrivPipeline:
         self._check_inputs()
         self._check_overrides()
         # what the results depend on: the profile, the data used and the bundle configs that ran
-        configs = sorted({f"{b}/{c}" for b, cs in _SECTION_CONFIGS.values() for c in cs})
+        configs = sorted(
+            {f"{b}/{c}" for b, groups in map(lambda k: section_config_files(self.profile, k), _SECTION_CONFIGS)
+             for g in groups for c in g}
+        )  # fmt: skip
         self.digest = profile_digest(
             self.profile,
             extra={
@@ -186,16 +205,13 @@ class SynPrivPipeline:
         no-op (:func:`monai_synpriv.bundle_checks.check_override_keys`, the bundles' own check, names close matches)."""
         from ..bundle_checks import check_override_keys
 
-        for section, (bundle, configs) in _SECTION_CONFIGS.items():
+        for section in _SECTION_CONFIGS:
             if not self.profile[section]:
                 continue
-            folder = self.bundles / bundle / "configs"
-            for cfg in configs:
-                files = [folder / "inference.json", folder / cfg] if cfg == "evaluate.json" and bundle == (
-                    "unpaired_translator"
-                ) else [folder / cfg]  # the translator's evaluate.json is an overlay on inference.json
+            bundle, groups = section_config_files(self.profile, section)
+            for group in groups:
                 check_override_keys(
-                    [str(f) for f in files],
+                    [str(self.bundles / bundle / "configs" / f) for f in group],
                     self.profile[section],
                     origin=f"profile {self.profile['name']!r} section {section!r}",
                 )
@@ -423,7 +439,8 @@ class SynPrivPipeline:
             "resume": True,
             **self.profile["translator_train"],
         }
-        return self._run_bundle("translator_train", "unpaired_translator", ["train.json"], overrides)
+        configs = list(TRANSLATOR_CONFIGS[self.profile["translator_method"]])
+        return self._run_bundle("translator_train", "unpaired_translator", configs, overrides)
 
     def translator_evaluate(self) -> str:
         overrides = {
@@ -524,6 +541,7 @@ class SynPrivPipeline:
             "output_dir": _expr_path(d / "train"),
             "to_grayscale": True,
             "normalize_inputs": True,
+            "persistent_cache_dir": str(self.layout.ssl_image_cache(arm.pairs)),
             "resume": True,
             **self.profile["ssl_train"],
         }
