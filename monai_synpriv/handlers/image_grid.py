@@ -109,18 +109,14 @@ class TranslationGridSaver:
         rows = [[s[k] for k in self.keys] for s in samples]
         titles = [_TITLES.get(k, k) for k in self.keys]
         tag = f"epoch{engine.state.epoch:03d}" if self.epoch_level else "final"
-        path = save_image_grid(
-            rows,
-            self.output_dir / f"{self.prefix}_{tag}.png",
-            column_titles=titles,
-            title=f"{self.prefix}, epoch {engine.state.epoch}",
+        # an evaluator's single pass is not a training epoch: say how many samples the grid was drawn from instead
+        title = (
+            f"{self.prefix}, epoch {engine.state.epoch}"
+            if self.epoch_level
+            else f"{self.prefix}, {len(samples)} samples spread over {engine.state.iteration} iterations"
         )
-        save_image_grid(
-            rows,
-            self.output_dir / f"{self.prefix}_latest.png",
-            column_titles=titles,
-            title=f"{self.prefix}, epoch {engine.state.epoch}",
-        )
+        path = save_image_grid(rows, self.output_dir / f"{self.prefix}_{tag}.png", column_titles=titles, title=title)
+        save_image_grid(rows, self.output_dir / f"{self.prefix}_latest.png", column_titles=titles, title=title)
         self.saved.append(path)
 
 
