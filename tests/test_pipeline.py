@@ -393,3 +393,50 @@ def test_every_shipped_profile_names_only_real_bundle_keys(name):
             check_override_keys([str(f) for f in files], profile[section], origin=f"{name}:{section}")
             checked += 1
     assert checked >= 4
+
+
+def test_fidelity_vs_gain_reruns_the_synthetic_arm_with_an_earlier_translator(tiny_run):
+    """Fidelity against gain on the tiny run: the generator of translator epoch 1 is exported from its training
+    checkpoint, the synthetic arm is re-run with it (``translator_weights``), and each translator's point pairs the arm
+    with the run's Siamese arm by seed. The final point equals the report's own comparison. Bad requests fail first."""
+    import torch
+
+    from monai_synpriv.pipeline.fidelity import run_fidelity
+
+    with pytest.raises(FileNotFoundError, match=r"epoch\(s\) \[7\].*available: \[1, 2\]"):
+        run_fidelity(tiny_run, [7])
+    with pytest.raises(ValueError, match="synthetic-pairs arm"):
+        run_fidelity(tiny_run, [1], arm="siamese")
+    assert not (tiny_run / "fidelity").exists()
+
+    md = run_fidelity(tiny_run, [1], progress=False)
+    res = json.loads((tiny_run / "fidelity" / "fidelity_vs_gain.json").read_text())
+    assert {r["translator"] for r in res["rows"]} == {"epoch 1", "final"}
+    # the re-run used epoch 1's generator, which is not the final one
+    models = tiny_run / "translator" / "models"
+    used = torch.load(tiny_run / "fidelity" / "epoch1" / "translator" / "models" / "model.pt", weights_only=True)
+    epoch1 = torch.load(models / "checkpoint_epoch=1.pt", weights_only=True)["g_ab"]
+    final = torch.load(models / "model.pt", weights_only=True)
+    assert used.keys() == epoch1.keys() and all(torch.equal(used[k], epoch1[k]) for k in used)
+    assert any(not torch.equal(used[k], final[k]) for k in used)
+
+    def row(name, labels="all"):
+        return next(r for r in res["rows"] if r["translator"] == name and r["probe"] == "linear" and r["labels"] == labels)
+
+    report = json.loads((tiny_run / "report" / "results.json").read_text())
+    ref = next(c for c in report["comparisons"] if (c["arm"], c["baseline"], c["probe"], c["labels"]) == (
+        "tridente_synthetic", "siamese", "linear", "all"))  # fmt: skip
+    assert row("final")["er"] == pytest.approx(ref["er"]) and row("final")["diff_mean"] == pytest.approx(ref["diff_mean"])
+    assert row("final")["ssim"] == pytest.approx(report["translation"]["metrics"]["ssim"])
+    # epoch 1's point: the re-run's accuracies against the run's Siamese accuracies, seed by seed
+    sub = json.loads((tiny_run / "fidelity" / "epoch1" / "report" / "results.json").read_text())
+    acc = {r["seed"]: r["accuracy"] for r in sub["per_seed"] if r["probe"] == "linear"}
+    base = {r["seed"]: r["accuracy"] for r in report["per_seed"] if r["probe"] == "linear" and r["arm"] == "siamese"}
+    assert sub["arms"] == ["tridente_synthetic"] and sorted(acc) == [0, 1]
+    assert row("epoch 1")["diff_mean"] == pytest.approx(np.mean([acc[s] - base[s] for s in (0, 1)]))
+    assert row("epoch 1")["ssim"] == pytest.approx(sub["translation"]["metrics"]["ssim"])
+    assert row("epoch 1", "labels10pct")["seeds"] == [0, 1]
+    assert "| epoch 1 |" in md.read_text() and (tiny_run / "fidelity" / "fidelity_vs_gain_linear.png").is_file()
+    state = json.loads((tiny_run / "pipeline_state.json").read_text())
+    pm = _client(tiny_run).get_run(state["parent_run_id"]).data.metrics
+    assert pm["fidelity/epoch1/linear_all/er"] == pytest.approx(row("epoch 1")["er"])

@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     parser.add_argument("--until", choices=STAGES, default=None, help="stop after this stage (run again to go on)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar over the stages")
+    parser.add_argument(
+        "--translator_weights",
+        default=None,
+        help="generator weights to use instead of training a translator (translator/models/model.pt of another run)",
+    )
     args = parser.parse_args(argv)
     pipe = SynPrivPipeline(
         args.profile,
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
         until=args.until,
+        translator_weights=args.translator_weights,
     )
     pipe.run()
     return 0

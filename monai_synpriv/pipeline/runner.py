@@ -115,6 +115,10 @@ class SynPrivPipeline:
         progress: show a progress bar over the stages.
         until: stop after this stage (one of :data:`STAGES`; ``ssl`` = every SSL training and evaluation), to run
             the experiment stage by stage; a later call continues from there.
+        translator_weights: generator weights (a state dict, e.g. ``translator/models/model.pt`` of another run, or
+            one exported from a training checkpoint by :mod:`monai_synpriv.pipeline.fidelity`) to use instead of
+            training a translator: the ``translator_train`` stage then imports them (with their
+            ``<name>.network.json`` architecture record when there is one). They must match ``translator_net``.
     """
 
     def __init__(
@@ -128,6 +132,7 @@ class SynPrivPipeline:
         device: str | None = None,
         progress: bool = True,
         until: str | None = None,
+        translator_weights: str | os.PathLike | None = None,
     ) -> None:
         if until is not None and until not in STAGES:
             raise ValueError(f"until must be one of {list(STAGES)}, got {until!r}.")
@@ -136,6 +141,7 @@ class SynPrivPipeline:
         self.out = Path(output_dir).absolute()
         self.data_root = Path(data_root or default_data_root()).absolute()
         self.bundles = Path(bundles_dir or default_bundles_dir()).absolute()
+        self.translator_weights = Path(translator_weights).absolute() if translator_weights is not None else None
         #: every path of the run (shared with the report)
         self.layout = RunLayout(self.out)
         self.tracking_uri = tracking_uri or f"sqlite:///{self.layout.mlflow_db}"
@@ -169,6 +175,7 @@ class SynPrivPipeline:
                 "configs": {
                     c: sha256_file(self.bundles / c.split("/")[0] / "configs" / c.split("/")[1]) for c in configs
                 },
+                **({"translator_weights": str(self.translator_weights)} if self.translator_weights else {}),
             },
         )
         self._check_output_dir()
@@ -176,6 +183,11 @@ class SynPrivPipeline:
     # ------------------------------------------------------------------ checks and state
     def _check_inputs(self) -> None:
         """Fail before any long work: missing data or bundles, an output folder made by another profile."""
+        if self.translator_weights is not None and not self.translator_weights.is_file():
+            raise FileNotFoundError(
+                f"translator_weights {self.translator_weights} is not a file: give the generator's state dict (e.g. "
+                "translator/models/model.pt of another run), or leave it out to train a translator."
+            )
         if self.source == "public":
             mc, ds = self.data_paths["multicontrast_dir"], self.data_paths["downstream_dir"]
             if not mc.is_dir():
@@ -442,6 +454,30 @@ class SynPrivPipeline:
         configs = list(TRANSLATOR_CONFIGS[self.profile["translator_method"]])
         return self._run_bundle("translator_train", "unpaired_translator", configs, overrides)
 
+    def translator_import(self) -> str:
+        """The ``translator_train`` stage when ``translator_weights`` is given: copy the weights (and their
+        architecture record) to where the later stages read the translator, and record where they came from."""
+        from ..utils import architecture_path
+        from ..utils.io import atomic_path
+
+        assert self.tracker is not None and self.translator_weights is not None
+        st = self._stage_state("translator_train")
+        run_id, _ = self.tracker.stage_run("translator_train", st.get("run_id"))
+        st.update(run_id=run_id, status="running")
+        self._save_state()
+        dst = self.layout.translator_model
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        record = architecture_path(self.translator_weights)
+        for src, out in ((self.translator_weights, dst), (record, architecture_path(dst))):
+            if src.is_file():
+                with atomic_path(out) as tmp:
+                    shutil.copyfile(src, tmp)
+        self.tracker.log_params(
+            run_id,
+            {"translator_weights": str(self.translator_weights), "translator_weights_sha256": sha256_file(dst)},
+        )
+        return run_id
+
     def translator_evaluate(self) -> str:
         overrides = {
             **self._translator_common(),
@@ -600,6 +636,11 @@ class SynPrivPipeline:
                 (translator,),
                 inputs=(downstream, privileged),
                 clean=(translator.parent, lay.translator / "train"),
+            )
+            if self.translator_weights is None
+            else Stage(
+                "translator_train", self.translator_import, (translator,), inputs=(self.translator_weights,),
+                clean=(translator.parent,),
             ),
         ]
         if self.has_paired_evaluation:

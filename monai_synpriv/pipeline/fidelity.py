@@ -1,0 +1,255 @@
+"""Translator fidelity against SSL gain: does a better synthetic privileged modality give a better primary encoder?
+
+A finished pipeline run (its report written) trained one translator and kept its epoch checkpoints (profile
+``translator_train``: ``"checkpoint_saver#n_saved": null``, as in ``configs/pipeline/long.json``). For each chosen
+epoch, :func:`run_fidelity` exports that checkpoint's A -> B generator, and runs the same experiment again in
+``<run>/fidelity/epoch<E>/`` with it (:class:`~monai_synpriv.pipeline.SynPrivPipeline` with ``translator_weights``):
+held-out translation metrics, synthesis of every downstream image, the synthetic-pairs arm for the chosen seeds and its
+probes. Each translator's gain is the arm's error reduction against the run's own single-modality Siamese encoder,
+paired by seed (:func:`~monai_synpriv.evaluation.paired_comparison`); the run's final translator is the last point.
+
+Writes ``<run>/fidelity/fidelity_vs_gain.{json,md,png}``: held-out SSIM (whole frame and foreground) against error
+reduction with its 95 % interval, per probe and label fraction, and logs them to the run's MLflow parent run.
+
+    python -m monai_synpriv.pipeline.fidelity --run runs/pipeline_long --epochs 4 14 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..evaluation.paired_stats import paired_comparison
+from ..utils import architecture_path
+from ..utils.io import atomic_path, write_json_atomic
+from ..visualize import save_figure
+from .arms import ARMS
+from .layout import STATE_FILE, RunLayout
+from .report import ALL_LABELS, SINGLE_MODALITY
+
+__all__ = ["export_generator", "fidelity_points", "run_fidelity"]
+
+
+def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, key: str = "g_ab") -> Path:
+    """Save the generator ``key`` of a translator training checkpoint (``checkpoint_epoch=<E>.pt``, which also holds
+    the discriminators, optimisers and trainer state) as a plain state dict, the format of ``models/model.pt``."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if key not in state:
+        raise KeyError(f"{checkpoint} holds no {key!r} (keys: {sorted(state)}): is it a translator checkpoint?")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save(state[key], tmp)
+    return out
+
+
+def _accuracies(results: dict[str, Any], arm: str) -> dict[tuple[str, str, int], float]:
+    rows = results["per_seed"] + results.get("per_seed_label_fractions", [])
+    return {(r["probe"], r.get("labels", ALL_LABELS), r["seed"]): r["accuracy"] for r in rows if r["arm"] == arm}
+
+
+def fidelity_points(
+    translators: Sequence[tuple[str, dict[str, float], dict[tuple[str, str, int], float]]],
+    single_modality: dict[tuple[str, str, int], float],
+) -> list[dict[str, Any]]:
+    """One row per (translator, probe, label fraction): its held-out metrics and the synthetic-pairs arm's paired
+    comparison with the single-modality encoder over the seeds both have.
+
+    Args:
+        translators: ``(name, translation metrics, {(probe, labels, seed): accuracy})`` per translator.
+        single_modality: the Siamese arm's ``{(probe, labels, seed): accuracy}``.
+    """
+    rows = []
+    for name, metrics, acc in translators:
+        for probe, labels in sorted({(p, t) for p, t, _ in acc}):
+            seeds = sorted(s for p, t, s in acc if (p, t) == (probe, labels) and (probe, labels, s) in single_modality)
+            if not seeds:
+                continue
+            stats = paired_comparison(
+                [acc[(probe, labels, s)] for s in seeds], [single_modality[(probe, labels, s)] for s in seeds]
+            )
+            rows.append({
+                "translator": name, "probe": probe, "labels": labels, "seeds": seeds,
+                **{k: metrics.get(k) for k in ("ssim", "fg_ssim", "psnr", "mae")}, **stats,
+            })  # fmt: skip
+    return rows
+
+
+def _plot(rows: Sequence[dict[str, Any]], probe: str, path: Path, arm_label: str) -> str:
+    import matplotlib.pyplot as plt
+
+    def percent(tag: str) -> float:  # "labels10pct" -> 10, "all" -> 100
+        return 100.0 if tag == ALL_LABELS else float(tag[len("labels") : -len("pct")])
+
+    tags = sorted({r["labels"] for r in rows if r["probe"] == probe}, key=percent)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, metric, name in zip(axes, ("ssim", "fg_ssim"), ("held-out SSIM (whole frame)", "held-out SSIM (foreground)")):
+        for tag in tags:
+            pts = [r for r in rows if r["probe"] == probe and r["labels"] == tag and r[metric] is not None]
+            if not pts:
+                continue
+            x = [r[metric] for r in pts]
+            y = [r["er"] for r in pts]
+            lo = [max(0.0, r["er"] - r["er_ci_low"]) if math.isfinite(r["er_ci_low"]) else 0.0 for r in pts]
+            hi = [max(0.0, r["er_ci_high"] - r["er"]) if math.isfinite(r["er_ci_high"]) else 0.0 for r in pts]
+            ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=f"{percent(tag):g} % labels")
+            if tag == tags[-1]:  # name each translator once
+                for r in pts:
+                    ax.annotate(r["translator"], (r[metric], r["er"]), textcoords="offset points", xytext=(4, 6), fontsize=8)
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel(name)
+    axes[0].set_ylabel(f"error reduction vs single modality ({probe} probe)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Translator fidelity against SSL gain: {arm_label}, translators from one training (95 % CI over seeds)")
+    return save_figure(fig, path)
+
+
+def run_fidelity(
+    run_dir: str | os.PathLike,
+    epochs: Sequence[int],
+    seeds: Sequence[int] | None = None,
+    arm: str = "tridente_synthetic",
+    data_root: str | os.PathLike | None = None,
+    bundles_dir: str | os.PathLike | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    tracking_uri: str | None = None,
+) -> Path:
+    """Re-run ``arm`` of a finished pipeline run with its translator taken at ``epochs`` (see the module docstring).
+    Everything is checked before any training: the run's report, the arm and the Siamese arm in its profile, every
+    checkpoint. Returns the markdown summary; a re-run continues where an interrupted one stopped.
+
+    ``tracking_uri`` is the run's MLflow store (default: its ``mlruns.db``); the re-runs log there, in the experiment
+    ``synpriv_fidelity``, and the summary goes to the run's parent run.
+
+    Raises:
+        FileNotFoundError: no finished run, or a missing epoch checkpoint (the available epochs are listed).
+        ValueError: an arm the run did not train, or seeds it has no Siamese result for.
+    """
+    from .runner import SynPrivPipeline
+
+    run = Path(run_dir).absolute()
+    layout = RunLayout(run)
+    state_file, results_file = run / STATE_FILE, layout.report / "results.json"
+    if not state_file.is_file() or not results_file.is_file():
+        raise FileNotFoundError(f"{run} holds no finished pipeline run ({STATE_FILE} and report/results.json).")
+    state, results = json.loads(state_file.read_text()), json.loads(results_file.read_text())
+    profile = state["profile"]
+    if arm not in profile["arms"] or ARMS[arm].pairs != "synthetic" or SINGLE_MODALITY not in profile["arms"]:
+        raise ValueError(
+            f"arm {arm!r} must be a synthetic-pairs arm the run trained, beside {SINGLE_MODALITY!r}; the run's arms: "
+            f"{profile['arms']}."
+        )
+    seeds = list(seeds) if seeds is not None else list(profile["seeds"])
+    missing_seeds = sorted(set(seeds) - set(profile["seeds"]))
+    if missing_seeds:
+        raise ValueError(f"seeds {missing_seeds} were not run by {run} (its seeds: {profile['seeds']}).")
+    ckpt_dir = layout.translator_model.parent
+    available = sorted(int(p.stem.split("=")[1]) for p in ckpt_dir.glob("checkpoint_epoch=*.pt"))
+    absent = [e for e in epochs if e not in available]
+    if absent:
+        raise FileNotFoundError(
+            f"no translator checkpoint for epoch(s) {absent} in {ckpt_dir} (available: {available}); keep them with "
+            "the profile's translator_train override \"checkpoint_saver#n_saved\": null."
+        )
+    base = run / "fidelity"
+    uri = tracking_uri or f"sqlite:///{run / 'mlruns.db'}"
+    translators = []
+    for epoch in epochs:
+        sub = base / f"epoch{epoch}"
+        weights = export_generator(ckpt_dir / f"checkpoint_epoch={epoch}.pt", sub / "translator_weights" / "model.pt")
+        record = architecture_path(layout.translator_model)
+        if record.is_file():
+            with atomic_path(architecture_path(weights)) as tmp:
+                Path(tmp).write_text(record.read_text())
+        derived = {
+            **profile, "name": f"{profile.get('name', 'run')}_fidelity_epoch{epoch}", "arms": [arm], "seeds": seeds,
+            "random_init_baseline": False, "embedding_plot_seeds": [],
+        }  # fmt: skip
+        SynPrivPipeline(
+            derived,
+            sub,
+            data_root=data_root,
+            bundles_dir=bundles_dir,
+            tracking_uri=uri,
+            experiment_name="synpriv_fidelity",
+            device=device,
+            progress=progress,
+            translator_weights=weights,
+        ).run()
+        sub_layout = RunLayout(sub)
+        metrics = json.loads(sub_layout.translation_metrics.read_text())["metrics"] if sub_layout.translation_metrics.is_file() else {}
+        translators.append((f"epoch {epoch}", metrics, _accuracies(json.loads((sub_layout.report / "results.json").read_text()), arm)))
+    final_metrics = (results.get("translation") or {}).get("metrics", {})
+    final = {k: v for k, v in _accuracies(results, arm).items() if k[2] in seeds}
+    translators.append(("final", final_metrics, final))
+    rows = fidelity_points(translators, {k: v for k, v in _accuracies(results, SINGLE_MODALITY).items() if k[2] in seeds})
+
+    probes = list(dict.fromkeys(r["probe"] for r in rows))
+    pictures = {p: _plot(rows, p, base / f"fidelity_vs_gain_{p}.png", ARMS[arm].label) for p in probes}
+    write_json_atomic(base / "fidelity_vs_gain.json", {"run": str(run), "arm": arm, "seeds": seeds, "epochs": list(epochs),
+                                                       "rows": rows, "pictures": pictures})  # fmt: skip
+    lines = [
+        f"# Translator fidelity against SSL gain ({ARMS[arm].label}, run `{run.name}`)",
+        "",
+        f"Translators from one training (epochs {list(epochs)} and the final one), seeds {seeds}. Error reduction of the "
+        "arm against the run's single-modality Siamese encoder, geometric mean over seeds paired by seed, with its 95 % "
+        "interval; held-out metrics on the run's paired evaluation subject.",
+        "",
+        "| translator | SSIM | fg SSIM | PSNR | probe | labels | error reduction [95 % CI] | accuracy difference [95 % CI] | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        fmt = lambda v, d=3: "n/a" if v is None else f"{v:.{d}f}"  # noqa: E731
+        lines.append(
+            f"| {r['translator']} | {fmt(r['ssim'])} | {fmt(r['fg_ssim'])} | {fmt(r['psnr'], 2)} | {r['probe']} | "
+            f"{r['labels']} | {r['er']:.2f} [{r['er_ci_low']:.2f}, {r['er_ci_high']:.2f}] | {r['diff_mean']:+.3f} "
+            f"[{r['diff_ci_low']:+.3f}, {r['diff_ci_high']:+.3f}] | {r['verdict']} |"
+        )
+    md = base / "fidelity_vs_gain.md"
+    with atomic_path(md) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+
+    from .tracking import PipelineTracker
+
+    tracker = PipelineTracker(uri, "synpriv_pipeline")
+    parent = state.get("parent_run_id")
+    if parent:
+        tracker.log_metrics(parent, {
+            f"fidelity/{r['translator'].replace(' ', '')}/{r['probe']}_{r['labels']}/{k}": float(r[k])
+            for r in rows for k in ("er", "er_ci_low", "er_ci_high", "diff_mean")
+            if r[k] is not None and math.isfinite(float(r[k]))
+        })  # fmt: skip
+        tracker.log_artifact(parent, base, "fidelity")
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m monai_synpriv.pipeline.fidelity", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="a finished pipeline run folder (its translator checkpoints kept)")
+    p.add_argument("--epochs", type=int, nargs="+", required=True, help="translator checkpoint epochs to re-run with")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the run's seeds")
+    p.add_argument("--arm", default="tridente_synthetic")
+    p.add_argument("--data_root", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--tracking_uri", default=None, help="the run's MLflow store (default sqlite:///<run>/mlruns.db)")
+    p.add_argument("--no_progress", action="store_true")
+    a = p.parse_args(argv)
+    md = run_fidelity(
+        a.run, a.epochs, a.seeds, a.arm, a.data_root, device=a.device, progress=not a.no_progress,
+        tracking_uri=a.tracking_uri,
+    )
+    print(f"[fidelity] {md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
