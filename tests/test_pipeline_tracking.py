@@ -115,3 +115,17 @@ def test_pipeline_runs_with_the_server_down_from_the_start(tmp_path):
     assert prepare.info.status == "FINISHED" and prepare.data.metrics["count_downstream_test"] > 0
     (parent,) = [r for n, r in local.items() if n.startswith("synpriv_tiny_")]
     assert prepare.data.tags[PARENT_TAG] == parent.info.run_id
+
+
+def test_param_names_mlflow_refuses_are_rewritten(tmp_path):
+    """A nested config id in a profile override (``checkpoint_saver#n_saved``) is a legal bundle override but not a
+    legal MLflow name: it is logged as ``.../checkpoint_saver/n_saved`` instead of failing the stage."""
+    from monai_synpriv.pipeline.tracking import PipelineTracker, mlflow_name
+
+    assert mlflow_name("override.checkpoint_saver#n_saved") == "override.checkpoint_saver/n_saved"
+    assert mlflow_name("a-b_c.d e:f/g") == "a-b_c.d e:f/g"
+    tracker = PipelineTracker(f"sqlite:///{tmp_path / 'mlruns.db'}", "names")
+    parent = tracker.start_parent("parent")
+    tracker.log_params(parent, {"override.checkpoint_saver#n_saved": None, "plain": 1})
+    params = tracker.client.get_run(parent).data.params
+    assert params == {"override.checkpoint_saver/n_saved": "None", "plain": "1"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -27,12 +28,18 @@ from ..handlers.resilient_mlflow import call_with_deadline, cap_http_retries, is
 mlflow, _ = optional_import("mlflow")
 logger = logging.getLogger(__name__)
 
-__all__ = ["PARENT_TAG", "PipelineTracker", "TAG_PREFIX"]
+__all__ = ["PARENT_TAG", "PipelineTracker", "TAG_PREFIX", "mlflow_name"]
 
 #: MLflow's own tag that nests a run under another in the UI.
 PARENT_TAG = "mlflow.parentRunId"
 #: Prefix of the pipeline's lineage tags (``synpriv.stage``, ``synpriv.translator_run_id``, ...).
 TAG_PREFIX = "synpriv."
+
+
+def mlflow_name(name: str) -> str:
+    """``name`` with every character MLflow refuses in a param or metric name (anything but alphanumerics, ``_``,
+    ``-``, ``.``, space, ``:`` and ``/``) replaced by ``/``."""
+    return re.sub(r"[^\w\-. :/]", "/", name)
 
 
 class PipelineTracker:
@@ -207,14 +214,17 @@ class PipelineTracker:
         self._guard(op)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        """Log parameters that the run does not hold yet (MLflow refuses to change a logged parameter)."""
+        """Log parameters that the run does not hold yet (MLflow refuses to change a logged parameter). Characters
+        MLflow refuses in a name become ``/`` (a nested config id ``checkpoint_saver#n_saved`` is logged as
+        ``checkpoint_saver/n_saved``)."""
 
         def op() -> None:
             rid = self._rid(run_id)
             have = self.client.get_run(rid).data.params
             for k, v in params.items():
-                if k not in have:
-                    self.client.log_param(rid, k, str(v)[:6000])
+                key = mlflow_name(k)
+                if key not in have:
+                    self.client.log_param(rid, key, str(v)[:6000])
 
         self._guard(op)
 
