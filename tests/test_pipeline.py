@@ -362,6 +362,13 @@ def test_pretraining_check_passes_only_beyond_two_seed_sds():
     assert one[0]["passed"] is None
     md = "\n".join(pretraining_check_section(noisy, {"all": "all labels"}))
     assert "**failed**" in md and "more steps" in md and "| all labels | linear | 0.800 | 0.760 | +0.040 | 0.060 |" in md
+    assert "Run at least 2 seeds" in "\n".join(pretraining_check_section(one, {"all": "all labels"}))
+    # the headline is the linear probe even when another probe comes first
+    knn_first = pretraining_check(
+        {"all": summarize([{**r, "probe": "knn", "accuracy": 0.5} for r in rows([0.82] * 3, [0.76] * 3)]
+                          + rows([0.82, 0.83, 0.84], [0.76, 0.75, 0.77]), arms, ["knn", "linear"])}, ["knn", "linear"]
+    )  # fmt: skip
+    assert "(linear probe, all labels)" in "\n".join(pretraining_check_section(knn_first, {"all": "all labels"}))
 
 
 def test_label_subsets_are_stratified_and_shared():
@@ -395,7 +402,7 @@ def test_every_shipped_profile_names_only_real_bundle_keys(name):
     assert checked >= 4
 
 
-def test_fidelity_vs_gain_reruns_the_synthetic_arm_with_an_earlier_translator(tiny_run):
+def test_fidelity_vs_gain_reruns_the_synthetic_arm_with_an_earlier_translator(tiny_run, capsys):
     """Fidelity against gain on the tiny run: the generator of translator epoch 1 is exported from its training
     checkpoint, the synthetic arm is re-run with it (``translator_weights``), and each translator's point pairs the arm
     with the run's Siamese arm by seed. The final point equals the report's own comparison. Bad requests fail first."""
@@ -407,6 +414,8 @@ def test_fidelity_vs_gain_reruns_the_synthetic_arm_with_an_earlier_translator(ti
         run_fidelity(tiny_run, [7])
     with pytest.raises(ValueError, match="synthetic-pairs arm"):
         run_fidelity(tiny_run, [1], arm="siamese")
+    with pytest.raises(ValueError, match="epoch 2 is the run's final translator"):
+        run_fidelity(tiny_run, [1, 2])
     assert not (tiny_run / "fidelity").exists()
 
     md = run_fidelity(tiny_run, [1], progress=False)
@@ -440,3 +449,34 @@ def test_fidelity_vs_gain_reruns_the_synthetic_arm_with_an_earlier_translator(ti
     state = json.loads((tiny_run / "pipeline_state.json").read_text())
     pm = _client(tiny_run).get_run(state["parent_run_id"]).data.metrics
     assert pm["fidelity/epoch1/linear_all/er"] == pytest.approx(row("epoch 1")["er"])
+    # the parent run gets the summary, not the re-runs' data
+    logged = {a.path for a in _client(tiny_run).list_artifacts(state["parent_run_id"], "fidelity")}
+    assert logged == {f"fidelity/{n}" for n in ("fidelity_vs_gain.json", "fidelity_vs_gain.md", *(
+        f"fidelity_vs_gain_{p}.png" for p in report["probes"]))}  # fmt: skip
+    # a second call re-exports identical bytes and re-runs nothing
+    exported = tiny_run / "fidelity" / "epoch1" / "translator_weights" / "model.pt"
+    mtime = exported.stat().st_mtime_ns
+    run_fidelity(tiny_run, [1], progress=False)
+    assert exported.stat().st_mtime_ns == mtime
+    out = capsys.readouterr().out
+    assert "ssl_train/tridente_synthetic/seed0: skipped (outputs exist)" in out
+    assert "translator_train: skipped (outputs exist)" in out and "synthesis: skipped (outputs exist)" in out
+
+
+def test_generator_export_reads_the_methods_key_and_is_byte_stable(tmp_path):
+    """CUT/FastCUT checkpoints hold the generator under ``generator``, CycleGAN's under ``g_ab``; the export's bytes
+    depend only on the tensors, so exporting twice leaves the file (and the pipeline's fingerprint) unchanged."""
+    import torch
+
+    from monai_synpriv.pipeline.fidelity import GENERATOR_KEYS, export_generator
+
+    assert GENERATOR_KEYS == {"cyclegan": "g_ab", "cut": "generator", "fastcut": "generator"}
+    weights = {"conv.weight": torch.arange(6.0).reshape(2, 3)}
+    torch.save({"generator": weights, "discriminator": {}, "trainer": {"epoch": 3}}, tmp_path / "checkpoint_epoch=3.pt")
+    out = export_generator(tmp_path / "checkpoint_epoch=3.pt", tmp_path / "a" / "model.pt", key="generator")
+    assert torch.equal(torch.load(out, weights_only=True)["conv.weight"], weights["conv.weight"])
+    first = out.read_bytes()
+    export_generator(tmp_path / "checkpoint_epoch=3.pt", tmp_path / "b" / "model.pt", key="generator")
+    assert (tmp_path / "b" / "model.pt").read_bytes() == first
+    with pytest.raises(KeyError, match="holds no 'g_ab'.*discriminator"):
+        export_generator(tmp_path / "checkpoint_epoch=3.pt", tmp_path / "c.pt", key="g_ab")

@@ -17,6 +17,8 @@ reduction with its 95 % interval, per probe and label fraction, and logs them to
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import math
 import os
@@ -27,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..data import file_sha256
 from ..evaluation.paired_stats import paired_comparison
 from ..utils import architecture_path
 from ..utils.io import atomic_path, write_json_atomic
@@ -35,20 +38,46 @@ from .arms import ARMS
 from .layout import STATE_FILE, RunLayout
 from .report import ALL_LABELS, SINGLE_MODALITY
 
-__all__ = ["export_generator", "fidelity_points", "run_fidelity"]
+__all__ = ["GENERATOR_KEYS", "export_generator", "fidelity_points", "run_fidelity", "split_signature"]
+
+
+#: The A -> B generator's entry in a translator training checkpoint, per ``translator_method`` (the CUT overlay
+#: replaces CycleGAN's ``checkpoint_dict``).
+GENERATOR_KEYS = {"cyclegan": "g_ab", "cut": "generator", "fastcut": "generator"}
+
+
+def _generator_state(checkpoint: str | os.PathLike, key: str) -> dict:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if key not in state:
+        raise KeyError(f"{checkpoint} holds no {key!r} (keys: {sorted(state)}): is it a translator checkpoint?")
+    return state[key]
 
 
 def export_generator(checkpoint: str | os.PathLike, out: str | os.PathLike, key: str = "g_ab") -> Path:
     """Save the generator ``key`` of a translator training checkpoint (``checkpoint_epoch=<E>.pt``, which also holds
-    the discriminators, optimisers and trainer state) as a plain state dict, the format of ``models/model.pt``."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if key not in state:
-        raise KeyError(f"{checkpoint} holds no {key!r} (keys: {sorted(state)}): is it a translator checkpoint?")
-    out = Path(out)
+    the discriminators, optimisers and trainer state; ``g_ab`` for CycleGAN, ``generator`` for CUT/FastCUT) as a plain
+    state dict, the format of ``models/model.pt``. The bytes depend only on the tensors, and an identical existing file
+    is left alone, so that exporting again does not look like a new translator to the pipeline's fingerprints."""
+    buf = io.BytesIO()
+    torch.save(_generator_state(checkpoint, key), buf)
+    data, out = buf.getvalue(), Path(out)
+    if out.is_file() and out.read_bytes() == data:
+        return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        torch.save(state[key], tmp)
+        Path(tmp).write_bytes(data)
     return out
+
+
+def split_signature(datalist: str | os.PathLike) -> str:
+    """A digest of a downstream datalist that ignores where its images are stored: per section, the sorted
+    (content SHA-256, label) of every entry. Two runs with the same signature probed the same images and labels."""
+    d = json.loads(Path(datalist).read_text())
+    h = hashlib.sha256()
+    for section in ("training", "validation", "test"):
+        rows = sorted(f"{file_sha256(e['image'])}:{e.get('label')}" for e in d.get(section, []))
+        h.update(f"{section}\0{len(rows)}\0{'|'.join(rows)}\n".encode())
+    return h.hexdigest()
 
 
 def _accuracies(results: dict[str, Any], arm: str) -> dict[tuple[str, str, int], float]:
@@ -122,13 +151,16 @@ def run_fidelity(
     device: str | None = None,
     progress: bool = True,
     tracking_uri: str | None = None,
+    experiment_name: str = "synpriv_pipeline",
 ) -> Path:
     """Re-run ``arm`` of a finished pipeline run with its translator taken at ``epochs`` (see the module docstring).
     Everything is checked before any training: the run's report, the arm and the Siamese arm in its profile, every
     checkpoint. Returns the markdown summary; a re-run continues where an interrupted one stopped.
 
-    ``tracking_uri`` is the run's MLflow store (default: its ``mlruns.db``); the re-runs log there, in the experiment
-    ``synpriv_fidelity``, and the summary goes to the run's parent run.
+    ``tracking_uri`` is the run's MLflow store (default: its ``mlruns.db``) and ``experiment_name`` its experiment; the
+    re-runs log there, in the experiment ``<experiment_name>_fidelity``, and the summary goes to the run's parent run.
+    ``data_root`` defaults to the one the run recorded; each re-run must find the very images and labels of the run
+    (checked after its ``prepare`` stage, before any training), or the pairing by seed would compare other data.
 
     Raises:
         FileNotFoundError: no finished run, or a missing epoch checkpoint (the available epochs are listed).
@@ -160,12 +192,23 @@ def run_fidelity(
             f"no translator checkpoint for epoch(s) {absent} in {ckpt_dir} (available: {available}); keep them with "
             "the profile's translator_train override \"checkpoint_saver#n_saved\": null."
         )
+    if available and available[-1] in epochs:
+        raise ValueError(
+            f"epoch {available[-1]} is the run's final translator, already the last point: choose earlier epochs."
+        )
+    key = GENERATOR_KEYS[profile.get("translator_method", "cyclegan")]
+    for e in epochs:  # every checkpoint readable and holding the generator, before the first re-run
+        _generator_state(ckpt_dir / f"checkpoint_epoch={e}.pt", key)
+    data_root = data_root if data_root is not None else state.get("data_root")
+    reference = split_signature(state["datalists"]["downstream"])
     base = run / "fidelity"
     uri = tracking_uri or f"sqlite:///{run / 'mlruns.db'}"
     translators = []
     for epoch in epochs:
         sub = base / f"epoch{epoch}"
-        weights = export_generator(ckpt_dir / f"checkpoint_epoch={epoch}.pt", sub / "translator_weights" / "model.pt")
+        weights = export_generator(
+            ckpt_dir / f"checkpoint_epoch={epoch}.pt", sub / "translator_weights" / "model.pt", key=key
+        )
         record = architecture_path(layout.translator_model)
         if record.is_file():
             with atomic_path(architecture_path(weights)) as tmp:
@@ -174,17 +217,18 @@ def run_fidelity(
             **profile, "name": f"{profile.get('name', 'run')}_fidelity_epoch{epoch}", "arms": [arm], "seeds": seeds,
             "random_init_baseline": False, "embedding_plot_seeds": [],
         }  # fmt: skip
-        SynPrivPipeline(
-            derived,
-            sub,
-            data_root=data_root,
-            bundles_dir=bundles_dir,
-            tracking_uri=uri,
-            experiment_name="synpriv_fidelity",
-            device=device,
-            progress=progress,
-            translator_weights=weights,
-        ).run()
+        kwargs = dict(
+            data_root=data_root, bundles_dir=bundles_dir, tracking_uri=uri, experiment_name=f"{experiment_name}_fidelity",
+            device=device, progress=progress, translator_weights=weights,
+        )  # fmt: skip
+        SynPrivPipeline(derived, sub, until="prepare", **kwargs).run()
+        own = json.loads((sub / STATE_FILE).read_text())["datalists"]["downstream"]
+        if split_signature(own) != reference:
+            raise ValueError(
+                f"the re-run in {sub} found other downstream images or labels than {run} ({own} vs "
+                f"{state['datalists']['downstream']}): pass the run's --data_root."
+            )
+        SynPrivPipeline(derived, sub, **kwargs).run()
         sub_layout = RunLayout(sub)
         metrics = json.loads(sub_layout.translation_metrics.read_text())["metrics"] if sub_layout.translation_metrics.is_file() else {}
         translators.append((f"epoch {epoch}", metrics, _accuracies(json.loads((sub_layout.report / "results.json").read_text()), arm)))
@@ -220,7 +264,7 @@ def run_fidelity(
 
     from .tracking import PipelineTracker
 
-    tracker = PipelineTracker(uri, "synpriv_pipeline")
+    tracker = PipelineTracker(uri, experiment_name)
     parent = state.get("parent_run_id")
     if parent:
         tracker.log_metrics(parent, {
@@ -228,7 +272,8 @@ def run_fidelity(
             for r in rows for k in ("er", "er_ci_low", "er_ci_high", "diff_mean")
             if r[k] is not None and math.isfinite(float(r[k]))
         })  # fmt: skip
-        tracker.log_artifact(parent, base, "fidelity")
+        for path in [base / "fidelity_vs_gain.json", md, *map(Path, pictures.values())]:
+            tracker.log_artifact(parent, path, "fidelity")  # the summary only, not the re-runs' data
     return md
 
 
@@ -241,11 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data_root", default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--tracking_uri", default=None, help="the run's MLflow store (default sqlite:///<run>/mlruns.db)")
+    p.add_argument("--experiment_name", default="synpriv_pipeline", help="the run's MLflow experiment")
     p.add_argument("--no_progress", action="store_true")
     a = p.parse_args(argv)
     md = run_fidelity(
         a.run, a.epochs, a.seeds, a.arm, a.data_root, device=a.device, progress=not a.no_progress,
-        tracking_uri=a.tracking_uri,
+        tracking_uri=a.tracking_uri, experiment_name=a.experiment_name,
     )
     print(f"[fidelity] {md}")
     return 0

@@ -9,7 +9,7 @@ A run folder, from the first stage to the last::
       translator/models/model.pt   translator_train (translator/train/: its grids and logs)
       translator/evaluate/         translator_evaluate: metrics/translation_metrics.json, images/*.png
       synthesis/privileged/        synthesis: synthetic images + paired_datalist.json; synthesis/synthesis_grid.png
-      synthesis/ssl_cache/, cache/ssl_images/  ssl_train: preprocessed pre-training images, shared by arms and seeds
+      synthesis/ssl_cache/, cache/ssl_images/, cache/probe_images/  preprocessed images shared by arms and seeds
       ssl/<arm>/seed<k>/           ssl_train: models/model.pt, train/; ssl_evaluate: evaluate/probes/*.json
       report/                      report: results.md, results.json, plots
 """
@@ -98,11 +98,19 @@ class RunLayout:
     def synthesis_grid(self) -> Path:
         return self.synthesis / "synthesis_grid.png"
 
-    def ssl_image_cache(self, pairs: str) -> Path:
+    def ssl_image_cache(self, pairs: str, content_digest: str) -> Path:
         """The preprocessed pre-training images of one kind of pairs (``downstream``, ``authentic``, ``synthetic``),
-        shared by every arm and seed that reads them. The synthetic ones live under ``synthesis/`` so that they go
-        with the images they were made from when the synthesis stage runs again."""
-        return self.synthesis / "ssl_cache" if pairs == "synthetic" else self.cache / "ssl_images" / pairs
+        shared by every arm and seed that reads them. MONAI's on-disk cache is keyed by path, not content, so the
+        folder is named after the content digest of the datalist (:func:`~monai_synpriv.data.datalist_content_digest`):
+        an image replaced under the same path gets a fresh cache. The synthetic ones live under ``synthesis/``, which
+        goes with the images they were made from when the synthesis stage runs again."""
+        root = self.synthesis / "ssl_cache" if pairs == "synthetic" else self.cache / "ssl_images"
+        return root / f"{pairs}-{content_digest[:16]}"
+
+    def probe_image_cache(self, content_digest: str) -> Path:
+        """The preprocessed probe images of the downstream datalist with this content digest (see
+        :meth:`ssl_image_cache`)."""
+        return self.cache / "probe_images" / content_digest[:16]
 
     # ------------------------------------------------------------------ SSL arms
     def arm_dir(self, arm: str, seed: int) -> Path:

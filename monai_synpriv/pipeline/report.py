@@ -270,21 +270,24 @@ def pretraining_check_section(checks: Sequence[Mapping[str, Any]], label_names: 
     """The report's first section: one verdict sentence (linear probe, all labels) and the table of every check."""
     if not checks:
         return []
-    head = next((c for c in checks if c["labels"] == ALL_LABELS), checks[0])
+    head = next(
+        (c for c in checks if c["labels"] == ALL_LABELS and c["probe"] == "linear"),
+        next((c for c in checks if c["labels"] == ALL_LABELS), checks[0]),
+    )
     word = {True: "**passed**", False: "**failed**", None: "**undecided** (one seed: no spread)"}[head["passed"]]
+    advice = {
+        True: "Pre-training learns something the untrained encoder lacks, so the comparisons between arms below are "
+        "meaningful.",
+        False: "Until it passes, the comparisons between arms measure noise around an untrained encoder: give the SSL "
+        "stage more steps (`ssl_train.max_epochs` x `epoch_length`).",
+        None: "Run at least 2 seeds to decide it; until then, read the comparisons between arms with that in mind.",
+    }[head["passed"]]
     lines = [
         "## Pre-training check",
         "",
         f"Siamese {head['siamese']:.3f} vs random init {head['random_init']:.3f} ({head['probe']} probe, "
         f"{label_names[head['labels']]}): difference {head['diff']:+.3f} against 2 seed s.d. = {head['threshold']:.3f}, "
-        f"error reduction {head['er']:.2f}x: {word}. "
-        + (
-            "Pre-training learns something the untrained encoder lacks, so the comparisons between arms below are "
-            "meaningful."
-            if head["passed"]
-            else "Until it passes, the comparisons between arms measure noise around an untrained encoder: give the "
-            "SSL stage more steps (`ssl_train.max_epochs` x `epoch_length`)."
-        ),
+        f"error reduction {head['er']:.2f}x: {word}. {advice}",
         "",
         "| labels | probe | Siamese | random init | difference | 2 seed s.d. | error reduction | passed |",
         "|---|---|---|---|---|---|---|---|",

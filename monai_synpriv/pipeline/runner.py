@@ -35,6 +35,7 @@ from monai.utils import optional_import
 
 from ..data import datalist_content_digest
 from ..locations import bundles_dir
+from ..utils import architecture_path
 from ..utils.io import sha256_file, write_json_atomic
 from .arms import RANDOM_INIT, Arm, get_arms
 from .layout import RunLayout
@@ -413,6 +414,7 @@ class SynPrivPipeline:
         self.tracker.log_metrics(run_id, {f"count_{k}": v for k, v in counts.items()})
         self.state["datalists"] = datalists
         self.state["counts"] = counts
+        self.state["data_root"] = str(self.data_root)
         self.state["data"] = {
             "source": self.source,
             "split_level": down["params"]["split_level"],
@@ -457,7 +459,6 @@ class SynPrivPipeline:
     def translator_import(self) -> str:
         """The ``translator_train`` stage when ``translator_weights`` is given: copy the weights (and their
         architecture record) to where the later stages read the translator, and record where they came from."""
-        from ..utils import architecture_path
         from ..utils.io import atomic_path
 
         assert self.tracker is not None and self.translator_weights is not None
@@ -565,8 +566,9 @@ class SynPrivPipeline:
 
     def ssl_train(self, arm: Arm, seed: int) -> str:
         d = self.layout.arm_dir(arm.name, seed)
+        data = self._arm_data(arm)
         overrides = {
-            **self._arm_data(arm),
+            **data,
             "section": "training",
             "variant": arm.variant,
             "encoder_indices": list(arm.encoder_indices),
@@ -577,7 +579,9 @@ class SynPrivPipeline:
             "output_dir": _expr_path(d / "train"),
             "to_grayscale": True,
             "normalize_inputs": True,
-            "persistent_cache_dir": str(self.layout.ssl_image_cache(arm.pairs)),
+            "persistent_cache_dir": str(
+                self.layout.ssl_image_cache(arm.pairs, datalist_content_digest(data["datalist"]))
+            ),
             "resume": True,
             **self.profile["ssl_train"],
         }
@@ -606,7 +610,9 @@ class SynPrivPipeline:
             "ckpt_path": str(d / "models" / "model.pt"),
             "output_dir": _expr_path(d / "evaluate"),
             "cache_dir": str(self.cache),
-            "persistent_cache_dir": str(self.cache / "probe_images"),
+            "persistent_cache_dir": str(
+                self.layout.probe_image_cache(datalist_content_digest(self.state["datalists"]["downstream"]))
+            ),
             "seed": seed,
             "embedding_plot": seed in self.profile["embedding_plot_seeds"],
             **self.profile["ssl_evaluate"],
@@ -639,8 +645,8 @@ class SynPrivPipeline:
             )
             if self.translator_weights is None
             else Stage(
-                "translator_train", self.translator_import, (translator,), inputs=(self.translator_weights,),
-                clean=(translator.parent,),
+                "translator_train", self.translator_import, (translator,),
+                inputs=(self.translator_weights, architecture_path(self.translator_weights)), clean=(translator.parent,),
             ),
         ]
         if self.has_paired_evaluation:
