@@ -25,9 +25,14 @@ from .generation import (
     generate_synthetic_pairs,
     sample_images,
 )
+from .judge import AttributeJudge, judge_agreement, judge_report, train_judge
 from .text import TEXT_ENCODER_KINDS, build_text_encoder, build_tokenizer
 
 __all__ = [
+    "AttributeJudge",
+    "judge_agreement",
+    "judge_report",
+    "train_judge",
     "embed_images",
     "embed_pairs",
     "embed_texts",
