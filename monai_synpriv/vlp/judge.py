@@ -100,7 +100,7 @@ def train_judge(
             loss.backward()
             opt.step()
             sched.step()
-            total, n = total + float(loss) * len(x), n + len(x)
+            total, n = total + float(loss.detach()) * len(x), n + len(x)
         losses.append(total / max(1, n))
     return judge.eval(), losses
 
@@ -163,3 +163,64 @@ def judge_report(
         out[f"judge_synthetic_{k}_agreement"] = syn[k]
         out[f"judge_chance_{k}"] = float(counts.max() / counts.sum()) if counts.sum() else math.nan
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m monai_synpriv.vlp.judge``: train the judge on the real MedPix training images and write
+    ``judge_metrics.json`` (its accuracy on the real test images, chance, and with ``--synthetic_datalist`` its
+    agreement on the synthetic images generated from the test captions)."""
+    import argparse
+    import json
+    import os
+    from pathlib import Path
+
+    from monai.transforms import Compose, EnsureTyped, LoadImaged, ResizeWithPadOrCropd, Resized, ScaleIntensityd
+
+    from ..data import prepare_medpix_datalist
+    from ..transforms import AsGrayscaled
+    from ..utils.io import write_json_atomic
+    from .data import load_pairs, pair_synthetic_with_real
+
+    p = argparse.ArgumentParser(prog="python -m monai_synpriv.vlp.judge", description=main.__doc__.split("\n\n")[0])
+    p.add_argument("--data_root", default=os.path.join("..", "shared", "data"), help="folder holding medpix2_subset")
+    p.add_argument("--synthetic_datalist", default=None, help="synthetic_datalist.json of text_to_image_diffusion")
+    p.add_argument("--section", default="test", help="the captions' section to judge (default test)")
+    p.add_argument("--output", default="runs/vlp_judge", help="folder of judge_metrics.json")
+    p.add_argument("--image_size", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    data = prepare_medpix_datalist(Path(a.data_root) / "medpix2_subset")
+    load = Compose([
+        LoadImaged("image", reader="PILReader", image_only=True, ensure_channel_first=True),
+        AsGrayscaled("image"),
+        EnsureTyped("image", dtype=torch.float32, track_meta=False),
+        Resized("image", spatial_size=a.image_size, size_mode="longest", mode="area"),
+        ResizeWithPadOrCropd("image", spatial_size=(a.image_size, a.image_size)),
+        ScaleIntensityd("image", minv=0.0, maxv=1.0),
+    ])  # fmt: skip
+    real = data[a.section]
+    synthetic = None
+    if a.synthetic_datalist:  # checked before training
+        synthetic, real = pair_synthetic_with_real(load_pairs(a.synthetic_datalist, a.section), real)
+    classes = {k: len(data["label_names"][k]) for k in ATTRIBUTES}
+    judge, losses = train_judge(data["training"], load, classes, epochs=a.epochs, seed=a.seed)
+    metrics = judge_report(judge, real, synthetic if synthetic is not None else real, load)
+    if synthetic is None:
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("judge_synthetic_")}
+    out = {
+        "metrics": metrics,
+        "train_loss_per_epoch": losses,
+        "n_training": len(data["training"]),
+        f"n_{a.section}": len(real),
+        "args": vars(a),
+    }
+    write_json_atomic(Path(a.output) / "judge_metrics.json", out)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
