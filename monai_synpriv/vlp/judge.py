@@ -166,7 +166,7 @@ def judge_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m monai_synpriv.vlp.judge``: train the judge on the real MedPix training images and write
+    """``python -m monai_synpriv.vlp.judge``: train the judge on the real MedPix training and validation images and write
     ``judge_metrics.json`` (its accuracy on the real test images, chance, and with ``--synthetic_datalist`` its
     agreement on the synthetic images generated from the test captions)."""
     import argparse
@@ -185,9 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data_root", default=os.path.join("..", "shared", "data"), help="folder holding medpix2_subset")
     p.add_argument("--synthetic_datalist", default=None, help="synthetic_datalist.json of text_to_image_diffusion")
     p.add_argument("--section", default="test", help="the captions' section to judge (default test)")
+    p.add_argument(
+        "--train_sections",
+        nargs="+",
+        default=["training", "validation"],
+        help="real sections the judge trains on (never --section; default training and validation)",
+    )
     p.add_argument("--output", default="runs/vlp_judge", help="folder of judge_metrics.json")
     p.add_argument("--image_size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     data = prepare_medpix_datalist(Path(a.data_root) / "medpix2_subset")
@@ -199,19 +205,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         ResizeWithPadOrCropd("image", spatial_size=(a.image_size, a.image_size)),
         ScaleIntensityd("image", minv=0.0, maxv=1.0),
     ])  # fmt: skip
+    if a.section in a.train_sections:
+        raise ValueError(f"--train_sections {a.train_sections} must not include the judged section {a.section!r}.")
+    train_items = [it for sec in a.train_sections for it in data[sec]]
     real = data[a.section]
     synthetic = None
     if a.synthetic_datalist:  # checked before training
         synthetic, real = pair_synthetic_with_real(load_pairs(a.synthetic_datalist, a.section), real)
     classes = {k: len(data["label_names"][k]) for k in ATTRIBUTES}
-    judge, losses = train_judge(data["training"], load, classes, epochs=a.epochs, seed=a.seed)
+    judge, losses = train_judge(train_items, load, classes, epochs=a.epochs, seed=a.seed)
     metrics = judge_report(judge, real, synthetic if synthetic is not None else real, load)
     if synthetic is None:
         metrics = {k: v for k, v in metrics.items() if not k.startswith("judge_synthetic_")}
     out = {
         "metrics": metrics,
         "train_loss_per_epoch": losses,
-        "n_training": len(data["training"]),
+        "n_training": len(train_items),
         f"n_{a.section}": len(real),
         "args": vars(a),
     }
