@@ -480,3 +480,12 @@ def test_generator_export_reads_the_methods_key_and_is_byte_stable(tmp_path):
     assert (tmp_path / "b" / "model.pt").read_bytes() == first
     with pytest.raises(KeyError, match="holds no 'g_ab'.*discriminator"):
         export_generator(tmp_path / "checkpoint_epoch=3.pt", tmp_path / "c.pt", key="g_ab")
+
+
+def test_missing_translator_weights_fail_before_any_work(tmp_path):
+    from monai_synpriv.pipeline import SynPrivPipeline
+
+    require(DATA / "mri_brain_multicontrast")
+    with pytest.raises(FileNotFoundError, match=r"translator_weights .*nope\.pt is not a file"):
+        SynPrivPipeline("tiny", tmp_path / "out", data_root=DATA, translator_weights=tmp_path / "nope.pt")
+    assert not (tmp_path / "out").exists()

@@ -54,6 +54,11 @@ def _loader(items: Sequence[Mapping[str, Any]], preprocessing: Callable, batch_s
     return DataLoader(Dataset(list(items), preprocessing), batch_size=batch_size, shuffle=shuffle, num_workers=0)
 
 
+def _images(batch: Mapping[str, Any], device: str | torch.device) -> torch.Tensor:
+    x = batch["image"]
+    return (x.as_tensor() if hasattr(x, "as_tensor") else x).to(device).float()
+
+
 def _labels(items: Sequence[Mapping[str, Any]], key: str) -> np.ndarray:
     missing = [i for i, it in enumerate(items) if not isinstance(it.get(key), int)]
     if missing:
@@ -88,8 +93,7 @@ def train_judge(
     for _ in range(epochs):
         total, n = 0.0, 0
         for batch in loader:
-            x = batch["image"]
-            x = (x.as_tensor() if hasattr(x, "as_tensor") else x).to(device)
+            x = _images(batch, device)
             with autocast(device, precision):
                 logits = judge(x)
             loss = sum(
@@ -117,8 +121,7 @@ def predict_attributes(
     judge = judge.to(device).eval()
     out: dict[str, list[np.ndarray]] = {k: [] for k in judge.heads}
     for batch in _loader(items, preprocessing, batch_size, shuffle=False):
-        x = batch["image"]
-        logits = judge((x.as_tensor() if hasattr(x, "as_tensor") else x).to(device).float())
+        logits = judge(_images(batch, device))
         for k, v in logits.items():
             out[k].append(v.argmax(1).cpu().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
