@@ -14,6 +14,8 @@ import pytest
 from conftest import DATA, REPO, require
 
 from monai_synpriv.pipeline import ARMS, PipelineError, SynPrivPipeline, load_profile, markdown_table, summarize
+from monai_synpriv.pipeline.__main__ import main as pipeline_main
+from monai_synpriv.pipeline.profile import parse_override
 
 ALL_ARMS = list(ARMS)
 
@@ -277,6 +279,32 @@ def test_profile_errors_name_the_key(tmp_path):
     with pytest.raises(FileNotFoundError, match="multi-contrast"):
         SynPrivPipeline("tiny", tmp_path / "out", data_root=tmp_path)
     assert not (tmp_path / "out").exists()  # nothing written before the inputs are checked
+
+
+def test_profile_overrides_reach_the_data_and_the_digest(tmp_path):
+    assert parse_override("data.contrast_b=t2f") == ("data.contrast_b", "t2f")
+    assert parse_override("seeds=[0, 1]") == ("seeds", [0, 1])
+    assert parse_override("translator_train.checkpoint_saver#n_saved=null") == (
+        "translator_train.checkpoint_saver#n_saved",
+        None,
+    )
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_override("data.contrast_b")
+    for bad, msg in (({"seedz": [0]}, "seedz"), ({"seeds.first": 0}, "not a section")):
+        with pytest.raises(ValueError, match=msg):
+            load_profile("tiny", bad)
+    flair = load_profile("tiny", {"data.contrast_b": "t2f", "seeds": [0]})
+    assert flair["data"]["contrast_b"] == "t2f" and flair["seeds"] == [0]
+    assert load_profile("tiny")["data"]["contrast_b"] == "t2w"  # the shipped profile is untouched
+    # the command line's --set reaches the privileged datalist: FLAIR volumes instead of T2w
+    out = tmp_path / "flair"
+    argv = ["--profile", "tiny", "--output", str(out), "--data_root", str(DATA), "--until", "prepare"]
+    assert pipeline_main([*argv, "--set", "data.contrast_b=t2f", "--no_progress"]) == 0
+    images = [item["image"] for item in json.loads((out / "cache/datalists/privileged.json").read_text())["training"]]
+    assert images and all("t2f" in Path(img).name for img in images), images[:3]
+    # the override is part of the profile digest: the folder is not reused without it
+    with pytest.raises(PipelineError, match="another profile"):
+        SynPrivPipeline("tiny", out, data_root=DATA)
 
 
 def test_summary_against_hand_computed_values():

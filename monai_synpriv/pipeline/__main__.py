@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .profile import parse_override
 from .runner import STAGES, SynPrivPipeline
 
 
@@ -32,7 +33,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="generator weights to use instead of training a translator (translator/models/model.pt of another run)",
     )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a profile key (repeatable; the value is JSON or a string): data.contrast_b=t2f (FLAIR as the "
+        "privileged modality), seeds=[0,1], ssl_train.max_epochs=4",
+    )
     args = parser.parse_args(argv)
+    try:
+        overrides = dict(parse_override(text) for text in args.overrides)
+    except ValueError as err:
+        parser.error(str(err))
     pipe = SynPrivPipeline(
         args.profile,
         args.output,
@@ -44,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.no_progress,
         until=args.until,
         translator_weights=args.translator_weights,
+        overrides=overrides,
     )
     pipe.run()
     return 0

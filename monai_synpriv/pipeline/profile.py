@@ -13,7 +13,15 @@ from ..locations import profiles_dir
 from .arms import get_arms
 from .sources import check_data_section
 
-__all__ = ["PROFILE_KEYS", "TRANSLATOR_CONFIGS", "default_profile_dir", "load_profile", "profile_digest"]
+__all__ = [
+    "PROFILE_KEYS",
+    "TRANSLATOR_CONFIGS",
+    "apply_overrides",
+    "default_profile_dir",
+    "load_profile",
+    "parse_override",
+    "profile_digest",
+]
 
 #: Every key a profile may hold; sections ending in an override dict are passed to the bundle as is.
 PROFILE_KEYS = {
@@ -49,10 +57,60 @@ def default_profile_dir() -> Path:
     return profiles_dir()
 
 
-def load_profile(profile: str | os.PathLike | dict) -> dict[str, Any]:
+def parse_override(text: str) -> tuple[str, Any]:
+    """
+    Parse one command-line override ``KEY=VALUE``: the value is read as JSON (``5``, ``[0, 1]``, ``null``,
+    ``{"a": 1}``) and otherwise kept as a string (``data.contrast_b=t2f``).
+
+    Raises:
+        ValueError: no ``=`` or an empty key.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"profile override {text!r} must read KEY=VALUE, e.g. data.contrast_b=t2f or seeds=[0,1].")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def apply_overrides(profile: dict[str, Any], overrides: dict[str, Any], origin: str = "profile") -> dict[str, Any]:
+    """
+    Return a copy of ``profile`` with ``overrides`` set: ``"seeds"`` replaces a top-level key, ``"data.contrast_b"``
+    sets ``contrast_b`` in the ``data`` section (only the first ``.`` splits, so a bundle override such as
+    ``"translator_train.checkpoint_saver#n_saved"`` keeps its own key). The result is checked by :func:`load_profile`.
+
+    Raises:
+        ValueError: a key outside :data:`PROFILE_KEYS`, or a section key on a key that is not a section.
+    """
+    prof = copy.deepcopy(profile)
+    for key, value in overrides.items():
+        section, dot, sub = key.partition(".")
+        if section not in PROFILE_KEYS or section == "description":
+            raise ValueError(
+                f"{origin}: override {key!r}: unknown key {section!r}; a profile may hold {sorted(PROFILE_KEYS)}."
+            )
+        if not dot:
+            prof[section] = copy.deepcopy(value)
+            continue
+        target = prof.setdefault(section, {})
+        if not isinstance(target, dict) or not sub:
+            raise ValueError(f"{origin}: override {key!r}: {section!r} is not a section of overrides (use {section}=...).")
+        target[sub] = copy.deepcopy(value)
+    return prof
+
+
+def load_profile(profile: str | os.PathLike | dict, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     Load and check a profile: a name under ``configs/pipeline`` (``quick``, ``full``, ``tiny``), a JSON path or a
     dict. Missing optional keys get their defaults.
+
+    Args:
+        profile: the profile's name, path or content.
+        overrides: keys to set before the checks (:func:`apply_overrides`), e.g. ``{"data.contrast_b": "t2f"}`` to
+            make FLAIR the privileged modality. They enter the profile digest like any other value, so a run folder
+            made without them is not silently reused.
 
     Raises:
         FileNotFoundError: no such profile (the available ones are listed).
@@ -69,6 +127,8 @@ def load_profile(profile: str | os.PathLike | dict) -> dict[str, Any]:
             raise FileNotFoundError(f"pipeline profile {profile!r} not found ({path}); available: {known}.")
         prof, origin = json.loads(path.read_text()), str(path)
         prof.setdefault("name", path.stem)
+    if overrides:
+        prof = apply_overrides(prof, overrides, origin)
     unknown = sorted(set(prof) - set(PROFILE_KEYS) - {"name"})
     if unknown:
         raise ValueError(f"{origin}: unknown key(s) {unknown}; a profile may hold {sorted(PROFILE_KEYS)}.")

@@ -120,6 +120,8 @@ class SynPrivPipeline:
             one exported from a training checkpoint by :mod:`monai_synpriv.pipeline.fidelity`) to use instead of
             training a translator: the ``translator_train`` stage then imports them (with their
             ``<name>.network.json`` architecture record when there is one). They must match ``translator_net``.
+        overrides: profile keys to set, e.g. ``{"data.contrast_b": "t2f"}`` (FLAIR as the privileged modality); see
+            :func:`monai_synpriv.pipeline.profile.apply_overrides`.
     """
 
     def __init__(
@@ -134,11 +136,12 @@ class SynPrivPipeline:
         progress: bool = True,
         until: str | None = None,
         translator_weights: str | os.PathLike | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         if until is not None and until not in STAGES:
             raise ValueError(f"until must be one of {list(STAGES)}, got {until!r}.")
         self.until = until
-        self.profile = load_profile(profile)
+        self.profile = load_profile(profile, overrides)
         self.out = Path(output_dir).absolute()
         self.data_root = Path(data_root or default_data_root()).absolute()
         self.bundles = Path(bundles_dir or default_bundles_dir()).absolute()
