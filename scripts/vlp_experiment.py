@@ -48,6 +48,7 @@ PROFILES = {
         "generate": {"num_inference_steps": 25, "guidance_scale": 3.0, "generate_batch_size": 128},
         "vlp": {"image_size": 32, "embed_dim": 128, "batch_size": 32, "max_epochs": 10, "epoch_length": 20},
         "eval": {"transfer_max_train": 1000, "transfer_max_test": 400},
+        "judge": {"epochs": 20, "image_size": 64},
     },
     "smoke": {  # the script's own check: every stage, tiny (minutes on CPU); numbers meaningless
         "diffusion": {
@@ -71,12 +72,14 @@ PROFILES = {
             "max_items": 32,
         },
         "eval": {"transfer_max_train": 40, "transfer_max_test": 20},
+        "judge": {"epochs": 1, "image_size": 32},
     },
     "full": {
         "diffusion": {"image_size": 64, "batch_size": 64, "max_epochs": 400, "lr": 0.0002},
         "generate": {"num_inference_steps": 50, "guidance_scale": 3.0, "generate_batch_size": 128},
         "vlp": {"image_size": 64, "embed_dim": 512, "batch_size": 64, "max_epochs": 60, "epoch_length": 40},
         "eval": {"transfer_max_train": 5000, "transfer_max_test": 1300},
+        "judge": {"epochs": 20, "image_size": 64},
     },
 }
 ARMS = ("real", "synthetic", "real+synthetic")
@@ -156,6 +159,35 @@ def main(argv: list[str] | None = None) -> int:
         False,
     )
     timings["generate_s"] = time.time() - t0
+    # 2b. the generator's own judge (monai_synpriv.vlp.judge: trained on real training + validation images only) on
+    # the images generated from the test captions; judged again whenever those images change
+    from monai_synpriv.utils.io import sha256_file
+
+    judge_dir = out / "judge"
+    judge_path = judge_dir / "judge_metrics.json"
+    if not judge_path.is_file() or json.loads(judge_path.read_text()).get("synthetic_sha256") != sha256_file(syn_list):
+        from monai_synpriv.utils import log_mlflow_run
+        from monai_synpriv.vlp.judge import main as judge_main
+
+        t0 = time.time()
+        reuse = ["--judge_ckpt", str(judge_dir / "judge.pt")] if (judge_dir / "judge.pt").is_file() else []
+        judge_main(
+            ["--data_root", args.data_root, "--synthetic_datalist", str(syn_list), "--output", str(judge_dir)]
+            + ["--epochs", str(prof["judge"]["epochs"]), "--image_size", str(prof["judge"]["image_size"])]
+            + ["--seed", str(args.seed), *reuse]
+        )
+        timings["judge_s"] = time.time() - t0
+        log_mlflow_run(
+            f"sqlite:///{out / 'mlruns.db'}",
+            "vlp",
+            "generator_judge",
+            params={"synthetic_datalist": str(syn_list), **prof["judge"]},
+            metrics=json.loads(judge_path.read_text())["metrics"],
+            files=[judge_path],
+            artifact_path="judge",
+            artifact_root=out,
+            tags={"stage": "generator_judge"},
+        )
 
     # 3-4. dual encoders under one budget
     medpix = str(out / "cache" / "medpix_datalist.json")
@@ -164,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     sources = {"real": f"$[{real_src}]", "synthetic": f"$[{syn_src}]", "real+synthetic": f"$[{real_src}, {syn_src}]"}
     tracking_uri = f"sqlite:///{out / 'mlruns.db'}"
     results: dict = {"profile": args.profile, "settings": prof, "arms": {}, "timings": timings}
+    results["judge"] = json.loads(judge_path.read_text())["metrics"]
 
     def evaluate(tag: str, configs: list[str], over: dict, run_dir: Path, metrics_name: str) -> dict:
         metrics_path = run_dir / metrics_name
@@ -246,7 +279,19 @@ def results_table(results: dict) -> str:
         ("brain tumour 10%", "transfer_brain_tumor_acc_10pct"),
         ("brain tumour 100%", "transfer_brain_tumor_acc_100pct"),
     ]
-    lines = ["| arm | " + " | ".join(c for c, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = []
+    judge = results.get("judge", {})
+    if judge:
+        lines += [
+            "| generator's judge (real images only) | real test images | synthetic (test captions) | chance |",
+            "|---|---|---|---|",
+        ]
+        for k in ("modality", "region"):
+            cells = [judge.get(f"judge_real_{k}_accuracy"), judge.get(f"judge_synthetic_{k}_agreement")]
+            cells.append(judge.get(f"judge_chance_{k}"))
+            lines.append(f"| {k} | " + " | ".join(f"{v:.3f}" if v is not None else "-" for v in cells) + " |")
+        lines.append("")
+    lines += ["| arm | " + " | ".join(c for c, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for tag, m in results["arms"].items():
         lines.append(f"| {tag} | " + " | ".join(f"{m.get(k, float('nan')):.3f}" for _, k in cols) + " |")
     gen = results.get("generator", {})

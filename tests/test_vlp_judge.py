@@ -73,3 +73,39 @@ def test_judge_agreement_counts_matches_with_the_captions_labels(medpix):
         judge_report(judge, test, synthetic[:3], load)
     with pytest.raises(ValueError, match="no integer 'region' label"):
         judge_agreement(judge, [{"image": test[0]["image"], "modality": 0}], load)
+
+
+def test_judge_cli_scores_synthetic_images_and_reuses_its_weights(tmp_path):
+    """The command line on the real MedPix subset: real test images passed off as the "synthetic" images of their own
+    captions must agree with the captions exactly as often as the judge is right on the real images; the saved judge
+    gives the same numbers without training; bad requests fail before any training."""
+    import json
+
+    from monai_synpriv.data import prepare_medpix_datalist
+    from monai_synpriv.utils.io import sha256_file
+    from monai_synpriv.vlp.judge import main as judge_main
+
+    test = prepare_medpix_datalist(require(MEDPIX))["test"]
+    syn = tmp_path / "synthetic_datalist.json"
+    syn.write_text(json.dumps({"test": [{"image": it["image"], "text": it["text"], "source_image": it["image"]}
+                                        for it in test]}))  # fmt: skip
+    common = ["--data_root", str(DATA), "--synthetic_datalist", str(syn), "--image_size", "32"]
+    out = tmp_path / "judge"
+    assert judge_main([*common, "--epochs", "1", "--output", str(out)]) == 0
+    first = json.loads((out / "judge_metrics.json").read_text())
+    m = first["metrics"]
+    for k in ("modality", "region"):
+        assert m[f"judge_synthetic_{k}_agreement"] == m[f"judge_real_{k}_accuracy"]
+        assert 0.0 < m[f"judge_chance_{k}"] < 1.0
+    assert first["synthetic_sha256"] == sha256_file(syn) and first["n_test"] == len(test)
+    assert len(first["train_loss_per_epoch"]) == 1 and (out / "judge.pt").is_file()
+    again = tmp_path / "again"
+    assert judge_main([*common, "--judge_ckpt", str(out / "judge.pt"), "--output", str(again)]) == 0
+    second = json.loads((again / "judge_metrics.json").read_text())
+    assert second["metrics"] == pytest.approx(m) and second["train_loss_per_epoch"] == []
+    assert not (again / "judge.pt").exists()  # nothing trained, nothing saved
+    with pytest.raises(ValueError, match="must not include the judged section"):
+        judge_main([*common, "--section", "training", "--output", str(tmp_path / "x")])
+    with pytest.raises(FileNotFoundError, match="judge_ckpt"):
+        judge_main([*common, "--judge_ckpt", str(tmp_path / "missing.pt"), "--output", str(tmp_path / "y")])
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -171,7 +171,10 @@ def judge_report(
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m monai_synpriv.vlp.judge``: train the judge on the real MedPix training and validation images and write
     ``judge_metrics.json`` (its accuracy on the real test images, chance, and with ``--synthetic_datalist`` its
-    agreement on the synthetic images generated from the test captions)."""
+    agreement on the synthetic images generated from the test captions) and its weights ``judge.pt``.
+
+    ``--judge_ckpt`` reuses a judge trained before (its ``judge.pt``) instead of training one, so that several
+    generators are scored by the very same judge."""
     import argparse
     import json
     import os
@@ -181,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..data import prepare_medpix_datalist
     from ..transforms import AsGrayscaled
-    from ..utils.io import write_json_atomic
+    from ..utils.io import atomic_path, sha256_file, write_json_atomic
     from .data import load_pairs, pair_synthetic_with_real
 
     p = argparse.ArgumentParser(prog="python -m monai_synpriv.vlp.judge", description=main.__doc__.split("\n\n")[0])
@@ -198,7 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge_ckpt", default=None, help="judge.pt of an earlier call: judge with it, train nothing")
     a = p.parse_args(argv)
+    if a.judge_ckpt and not Path(a.judge_ckpt).is_file():
+        raise FileNotFoundError(f"--judge_ckpt {a.judge_ckpt} not found (judge.pt of an earlier judge run).")
     data = prepare_medpix_datalist(Path(a.data_root) / "medpix2_subset")
     load = Compose([
         LoadImaged("image", reader="PILReader", image_only=True, ensure_channel_first=True),
@@ -216,7 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.synthetic_datalist:  # checked before training
         synthetic, real = pair_synthetic_with_real(load_pairs(a.synthetic_datalist, a.section), real)
     classes = {k: len(data["label_names"][k]) for k in ATTRIBUTES}
-    judge, losses = train_judge(train_items, load, classes, epochs=a.epochs, seed=a.seed)
+    if a.judge_ckpt:
+        judge, losses = AttributeJudge(classes), []
+        judge.load_state_dict(torch.load(a.judge_ckpt, map_location="cpu", weights_only=True))
+        judge.eval()
+    else:
+        judge, losses = train_judge(train_items, load, classes, epochs=a.epochs, seed=a.seed)
     metrics = judge_report(judge, real, synthetic if synthetic is not None else real, load)
     if synthetic is None:
         metrics = {k: v for k, v in metrics.items() if not k.startswith("judge_synthetic_")}
@@ -226,7 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_training": len(train_items),
         f"n_{a.section}": len(real),
         "args": vars(a),
+        # which images were judged: a re-run for another generator's images is told apart by this
+        "synthetic_sha256": sha256_file(a.synthetic_datalist) if a.synthetic_datalist else None,
     }
+    Path(a.output).mkdir(parents=True, exist_ok=True)
+    if not a.judge_ckpt:
+        with atomic_path(Path(a.output) / "judge.pt") as tmp:
+            torch.save(judge.state_dict(), tmp)
     write_json_atomic(Path(a.output) / "judge_metrics.json", out)
     print(json.dumps(metrics, indent=1))
     return 0
