@@ -490,6 +490,35 @@ def test_fidelity_vs_gain_reruns_the_synthetic_arm_with_an_earlier_translator(ti
     assert "ssl_train/tridente_synthetic/seed0: skipped (outputs exist)" in out
     assert "translator_train: skipped (outputs exist)" in out and "synthesis: skipped (outputs exist)" in out
 
+    # a second translator (CUT), trained by a run of the same profile that stops after its translator: its final
+    # epoch is a point of its own, paired with the first run's Siamese arm
+    other = tiny_run.parent / "tiny_cut"
+    epoch1_diff = row("epoch 1")["diff_mean"]
+    with pytest.raises(FileNotFoundError, match="--until translator_evaluate"):
+        run_fidelity(tiny_run, [], translator_run=other, translator_epochs=[2])
+    SynPrivPipeline("tiny", other, data_root=DATA, progress=False, until="translator_evaluate",
+                    overrides={"translator_method": "cut"}).run()  # fmt: skip
+    mismatched = tiny_run.parent / "tiny_cut_one_seed"
+    SynPrivPipeline("tiny", mismatched, data_root=DATA, progress=False, until="translator_evaluate",
+                    overrides={"translator_method": "cut", "seeds": [0]}).run()  # fmt: skip
+    with pytest.raises(ValueError, match=r"differs from the run in \['seeds'\]"):
+        run_fidelity(tiny_run, [], translator_run=mismatched, translator_epochs=[2])
+    with pytest.raises(FileNotFoundError, match=r"epoch\(s\) \[5\]"):
+        run_fidelity(tiny_run, [1], translator_run=other, translator_epochs=[5])
+    with pytest.raises(ValueError, match="no translator"):
+        run_fidelity(tiny_run, [])
+    md = run_fidelity(tiny_run, [1], progress=False, translator_run=other, translator_epochs=[2])
+    res = json.loads((tiny_run / "fidelity" / "fidelity_vs_gain.json").read_text())
+    assert {r["translator"] for r in res["rows"]} == {"epoch 1", "final", "tiny_cut epoch 2"}
+    used = torch.load(tiny_run / "fidelity" / "tiny_cut_epoch2" / "translator" / "models" / "model.pt", weights_only=True)
+    cut = torch.load(other / "translator" / "models" / "checkpoint_epoch=2.pt", weights_only=True)["generator"]
+    assert used.keys() == cut.keys() and all(torch.equal(used[k], cut[k]) for k in used)
+    cut_sub = json.loads((tiny_run / "fidelity" / "tiny_cut_epoch2" / "report" / "results.json").read_text())
+    acc = {r["seed"]: r["accuracy"] for r in cut_sub["per_seed"] if r["probe"] == "linear"}
+    assert row("tiny_cut epoch 2")["diff_mean"] == pytest.approx(np.mean([acc[s] - base[s] for s in (0, 1)]))
+    assert row("epoch 1")["diff_mean"] == pytest.approx(epoch1_diff)  # the run's own points are unchanged
+    assert "| tiny_cut epoch 2 |" in md.read_text()
+
 
 def test_generator_export_reads_the_methods_key_and_is_byte_stable(tmp_path):
     """CUT/FastCUT checkpoints hold the generator under ``generator``, CycleGAN's under ``g_ab``; the export's bytes

@@ -12,6 +12,9 @@ Writes ``<run>/fidelity/fidelity_vs_gain.{json,md,png}``: held-out SSIM (whole f
 reduction with its 95 % interval, per probe and label fraction, and logs them to the run's MLflow parent run.
 
     python -m monai_synpriv.pipeline.fidelity --run runs/pipeline_long --epochs 4 14 --seeds 0 1 2
+
+A second translator (another method) comes from a run of the same profile that differs only in its translator
+sections, trained through ``translator_train`` (``--translator_run``, ``--translator_epochs``; docs/pipeline.md).
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ from .arms import ARMS
 from .layout import STATE_FILE, RunLayout
 from .report import ALL_LABELS, SINGLE_MODALITY
 
-__all__ = ["GENERATOR_KEYS", "export_generator", "fidelity_points", "run_fidelity", "split_signature"]
+__all__ = [
+    "GENERATOR_KEYS",
+    "TRANSLATOR_SECTIONS",
+    "export_generator",
+    "fidelity_points",
+    "run_fidelity",
+    "split_signature",
+]
 
 
 #: The A -> B generator's entry in a translator training checkpoint, per ``translator_method`` (the CUT overlay
@@ -78,6 +88,10 @@ def split_signature(datalist: str | os.PathLike) -> str:
         rows = sorted(f"{file_sha256(e['image'])}:{e.get('label')}" for e in d.get(section, []))
         h.update(f"{section}\0{len(rows)}\0{'|'.join(rows)}\n".encode())
     return h.hexdigest()
+
+
+def _generator_key(profile: dict[str, Any]) -> str:
+    return GENERATOR_KEYS[profile.get("translator_method", "cyclegan")]
 
 
 def _accuracies(results: dict[str, Any], arm: str) -> dict[tuple[str, str, int], float]:
@@ -141,6 +155,57 @@ def _plot(rows: Sequence[dict[str, Any]], probe: str, path: Path, arm_label: str
     return save_figure(fig, path)
 
 
+#: The profile sections that make a translator (taken from ``translator_run`` for its points).
+TRANSLATOR_SECTIONS = ("translator_method", "translator_net", "translator_train", "translator_evaluate", "synthesis")
+
+
+def _checkpoints(run: Path) -> tuple[Path, list[int]]:
+    """A run's translator checkpoint folder and the epochs it kept."""
+    ckpt_dir = RunLayout(run).translator_model.parent
+    return ckpt_dir, sorted(int(p.stem.split("=")[1]) for p in ckpt_dir.glob("checkpoint_epoch=*.pt"))
+
+
+def _check_epochs(run: Path, epochs: Sequence[int], allow_final: bool) -> None:
+    ckpt_dir, available = _checkpoints(run)
+    absent = [e for e in epochs if e not in available]
+    if absent:
+        raise FileNotFoundError(
+            f"no translator checkpoint for epoch(s) {absent} in {ckpt_dir} (available: {available}); keep them with "
+            "the profile's translator_train override \"checkpoint_saver#n_saved\": null."
+        )
+    if not allow_final and available and available[-1] in epochs:
+        raise ValueError(
+            f"epoch {available[-1]} is the run's final translator, already the last point: choose earlier epochs."
+        )
+
+
+def _translator_run_state(translator_run: Path, profile: dict[str, Any], reference: str) -> dict[str, Any]:
+    """The state of a run that trained another translator for the same experiment, checked against ``profile``."""
+    file = translator_run / STATE_FILE
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"{translator_run} holds no pipeline run ({STATE_FILE}); train the other translator with e.g. "
+            "`python -m monai_synpriv.pipeline --profile <the run's profile> --set translator_method=cyclegan "
+            f"--until translator_evaluate --output {translator_run}`."
+        )
+    other = json.loads(file.read_text())
+    if other.get("stages", {}).get("translator_train", {}).get("status") != "done":
+        raise ValueError(f"{translator_run} has not finished its translator_train stage; run it to the end first.")
+    differ = sorted(
+        k for k in set(profile) | set(other["profile"])
+        if k not in (*TRANSLATOR_SECTIONS, "name", "description", "embedding_plot_seeds")
+        and profile.get(k) != other["profile"].get(k)
+    )  # fmt: skip
+    if differ:
+        raise ValueError(
+            f"{translator_run} differs from the run in {differ}: only the translator ({list(TRANSLATOR_SECTIONS)}) may "
+            "differ, or its synthetic arm would not be comparable with the run's Siamese arm."
+        )
+    if split_signature(other["datalists"]["downstream"]) != reference:
+        raise ValueError(f"{translator_run} used other downstream images or labels than the run.")
+    return other
+
+
 def run_fidelity(
     run_dir: str | os.PathLike,
     epochs: Sequence[int],
@@ -152,10 +217,18 @@ def run_fidelity(
     progress: bool = True,
     tracking_uri: str | None = None,
     experiment_name: str = "synpriv_pipeline",
+    translator_run: str | os.PathLike | None = None,
+    translator_epochs: Sequence[int] = (),
 ) -> Path:
     """Re-run ``arm`` of a finished pipeline run with its translator taken at ``epochs`` (see the module docstring).
     Everything is checked before any training: the run's report, the arm and the Siamese arm in its profile, every
     checkpoint. Returns the markdown summary; a re-run continues where an interrupted one stopped.
+
+    ``translator_run`` adds a second translator: a run of the same profile but for its translator sections
+    (:data:`TRANSLATOR_SECTIONS`, e.g. ``--set translator_method=cyclegan``), trained at least through
+    ``translator_train`` with its epoch checkpoints kept. The arm is re-run with its generator at
+    ``translator_epochs`` (its final epoch allowed), in ``<run>/fidelity/<translator run name>_epoch<E>/``, and paired
+    with the run's own Siamese arm like the other points.
 
     ``tracking_uri`` is the run's MLflow store (default: its ``mlruns.db``) and ``experiment_name`` its experiment; the
     re-runs log there, in the experiment ``<experiment_name>_fidelity``, and the summary goes to the run's parent run.
@@ -164,7 +237,8 @@ def run_fidelity(
 
     Raises:
         FileNotFoundError: no finished run, or a missing epoch checkpoint (the available epochs are listed).
-        ValueError: an arm the run did not train, or seeds it has no Siamese result for.
+        ValueError: an arm the run did not train, seeds it has no Siamese result for, no epoch at all, or a
+            translator run that differs from the run in more than its translator.
     """
     from .runner import SynPrivPipeline
 
@@ -184,37 +258,40 @@ def run_fidelity(
     missing_seeds = sorted(set(seeds) - set(profile["seeds"]))
     if missing_seeds:
         raise ValueError(f"seeds {missing_seeds} were not run by {run} (its seeds: {profile['seeds']}).")
-    ckpt_dir = layout.translator_model.parent
-    available = sorted(int(p.stem.split("=")[1]) for p in ckpt_dir.glob("checkpoint_epoch=*.pt"))
-    absent = [e for e in epochs if e not in available]
-    if absent:
-        raise FileNotFoundError(
-            f"no translator checkpoint for epoch(s) {absent} in {ckpt_dir} (available: {available}); keep them with "
-            "the profile's translator_train override \"checkpoint_saver#n_saved\": null."
-        )
-    if available and available[-1] in epochs:
-        raise ValueError(
-            f"epoch {available[-1]} is the run's final translator, already the last point: choose earlier epochs."
-        )
-    key = GENERATOR_KEYS[profile.get("translator_method", "cyclegan")]
-    for e in epochs:  # every checkpoint readable and holding the generator, before the first re-run
-        _generator_state(ckpt_dir / f"checkpoint_epoch={e}.pt", key)
-    data_root = data_root if data_root is not None else state.get("data_root")
+    if not epochs and not translator_epochs:
+        raise ValueError("no translator to re-run with: give epochs of the run's translator or translator_epochs.")
+    if translator_epochs and translator_run is None:
+        raise ValueError("translator_epochs needs the translator_run that trained them.")
     reference = split_signature(state["datalists"]["downstream"])
+    # (label, sub-folder, translator run, epoch, its profile sections): every checkpoint checked before any re-run
+    jobs = [(f"epoch {e}", f"epoch{e}", run, e, profile) for e in epochs]
+    _check_epochs(run, epochs, allow_final=False)
+    if translator_run is not None:
+        other_run = Path(translator_run).absolute()
+        other = _translator_run_state(other_run, profile, reference)
+        _check_epochs(other_run, translator_epochs, allow_final=True)
+        jobs += [(f"{other_run.name} epoch {e}", f"{other_run.name}_epoch{e}", other_run, e, other["profile"])
+                 for e in translator_epochs]  # fmt: skip
+    for _, _, source, e, prof in jobs:
+        _generator_state(_checkpoints(source)[0] / f"checkpoint_epoch={e}.pt", _generator_key(prof))
+    data_root = data_root if data_root is not None else state.get("data_root")
     base = run / "fidelity"
     uri = tracking_uri or f"sqlite:///{run / 'mlruns.db'}"
     translators = []
-    for epoch in epochs:
-        sub = base / f"epoch{epoch}"
+    for label, folder, source, epoch, prof in jobs:
+        sub = base / folder
         weights = export_generator(
-            ckpt_dir / f"checkpoint_epoch={epoch}.pt", sub / "translator_weights" / "model.pt", key=key
+            _checkpoints(source)[0] / f"checkpoint_epoch={epoch}.pt",
+            sub / "translator_weights" / "model.pt",
+            key=_generator_key(prof),
         )
-        record = architecture_path(layout.translator_model)
+        record = architecture_path(RunLayout(source).translator_model)
         if record.is_file():
             with atomic_path(architecture_path(weights)) as tmp:
                 Path(tmp).write_text(record.read_text())
         derived = {
-            **profile, "name": f"{profile.get('name', 'run')}_fidelity_epoch{epoch}", "arms": [arm], "seeds": seeds,
+            **profile, **{k: prof[k] for k in TRANSLATOR_SECTIONS if k in prof},
+            "name": f"{profile.get('name', 'run')}_fidelity_{folder}", "arms": [arm], "seeds": seeds,
             "random_init_baseline": False, "embedding_plot_seeds": [],
         }  # fmt: skip
         kwargs = dict(
@@ -231,7 +308,7 @@ def run_fidelity(
         SynPrivPipeline(derived, sub, **kwargs).run()
         sub_layout = RunLayout(sub)
         metrics = json.loads(sub_layout.translation_metrics.read_text())["metrics"] if sub_layout.translation_metrics.is_file() else {}
-        translators.append((f"epoch {epoch}", metrics, _accuracies(json.loads((sub_layout.report / "results.json").read_text()), arm)))
+        translators.append((label, metrics, _accuracies(json.loads((sub_layout.report / "results.json").read_text()), arm)))
     final_metrics = (results.get("translation") or {}).get("metrics", {})
     final = {k: v for k, v in _accuracies(results, arm).items() if k[2] in seeds}
     translators.append(("final", final_metrics, final))
@@ -239,12 +316,17 @@ def run_fidelity(
 
     probes = list(dict.fromkeys(r["probe"] for r in rows))
     pictures = {p: _plot(rows, p, base / f"fidelity_vs_gain_{p}.png", ARMS[arm].label) for p in probes}
-    write_json_atomic(base / "fidelity_vs_gain.json", {"run": str(run), "arm": arm, "seeds": seeds, "epochs": list(epochs),
-                                                       "rows": rows, "pictures": pictures})  # fmt: skip
+    write_json_atomic(base / "fidelity_vs_gain.json", {
+        "run": str(run), "arm": arm, "seeds": seeds, "epochs": list(epochs), "pictures": pictures, "rows": rows,
+        "translator_run": str(Path(translator_run).absolute()) if translator_run else None,
+        "translator_epochs": list(translator_epochs),
+    })  # fmt: skip
     lines = [
         f"# Translator fidelity against SSL gain ({ARMS[arm].label}, run `{run.name}`)",
         "",
-        f"Translators from one training (epochs {list(epochs)} and the final one), seeds {seeds}. Error reduction of the "
+        f"Translators from one training (epochs {list(epochs)} and the final one)"
+        + (f", and from `{Path(translator_run).name}` (epochs {list(translator_epochs)})" if translator_run else "")
+        + f", seeds {seeds}. Error reduction of the "
         "arm against the run's single-modality Siamese encoder, geometric mean over seeds paired by seed, with its 95 % "
         "interval; held-out metrics on the run's paired evaluation subject.",
         "",
@@ -280,7 +362,14 @@ def run_fidelity(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m monai_synpriv.pipeline.fidelity", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, help="a finished pipeline run folder (its translator checkpoints kept)")
-    p.add_argument("--epochs", type=int, nargs="+", required=True, help="translator checkpoint epochs to re-run with")
+    p.add_argument("--epochs", type=int, nargs="*", default=[], help="the run's translator epochs to re-run with")
+    p.add_argument(
+        "--translator_run",
+        default=None,
+        help="a run of the same profile with another translator (e.g. --set translator_method=cyclegan --until "
+        "translator_evaluate), its epoch checkpoints kept",
+    )
+    p.add_argument("--translator_epochs", type=int, nargs="*", default=[], help="epochs of --translator_run's translator")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the run's seeds")
     p.add_argument("--arm", default="tridente_synthetic")
     p.add_argument("--data_root", default=None)
@@ -291,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     md = run_fidelity(
         a.run, a.epochs, a.seeds, a.arm, a.data_root, device=a.device, progress=not a.no_progress,
-        tracking_uri=a.tracking_uri, experiment_name=a.experiment_name,
+        tracking_uri=a.tracking_uri, experiment_name=a.experiment_name, translator_run=a.translator_run,
+        translator_epochs=a.translator_epochs,
     )
     print(f"[fidelity] {md}")
     return 0
