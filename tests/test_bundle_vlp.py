@@ -406,6 +406,34 @@ def test_t2i_generation_writes_pairs_and_rerun_is_a_noop(trained_t2i):
     assert json.loads((syn / "synthetic_datalist.json").read_text()) == data
 
 
+def test_t2i_ema_and_v_prediction_checkpoint_resume_and_generate(tmp_path):
+    """``--ema_decay`` and ``--prediction_type v_prediction``: every checkpoint holds the EMA copy beside the trained
+    UNet, models/model.pt is the EMA copy (not the last iterate), a resumed run reloads it and goes on, and
+    generation samples with the v-prediction DDIM sampler."""
+    import torch
+
+    minilm_package()
+    require(MEDPIX)
+    models = tmp_path / "models"
+    common = ["--bundle_root", ".", "--data_root", str(DATA), "--cache_dir", str(tmp_path / "cache")]
+    common += ["--ckpt_dir", str(models), "--output_dir", str(tmp_path / "eval"), *TINY_T2I]
+    common += ["--ema_decay", "0.5", "--prediction_type", "v_prediction", "--save_interval", "1", "--lr", "0.001"]
+    bundle("run", "--config_file", "configs/train.json", *common, "--max_epochs", "2", cwd=T2I)
+    ckpt = torch.load(models / "checkpoint_epoch=2.pt", weights_only=True)
+    final = torch.load(models / "model.pt", weights_only=True)
+    assert set(ckpt) == {"network", "optimizer", "trainer", "ema"}
+    assert final.keys() == ckpt["ema"].keys() and all(torch.equal(final[k], ckpt["ema"][k]) for k in final)
+    assert any(not torch.equal(final[k], ckpt["network"][k]) for k in final)  # the average, not the last iterate
+    bundle("run", "--config_file", "configs/train.json", *common, "--max_epochs", "3", "--resume", "True", cwd=T2I)
+    resumed = torch.load(models / "checkpoint_epoch=3.pt", weights_only=True)
+    assert resumed["trainer"]["iteration"] == 3 * ckpt["trainer"]["iteration"] // 2  # went on from epoch 2
+    assert any(not torch.equal(resumed["ema"][k], ckpt["ema"][k]) for k in final)
+    generate = ["run", "--config_file", "['configs/train.json','configs/generate.json']", *common]
+    bundle(*generate, "--num_inference_steps", "2", "--generate_batch_size", "6", cwd=T2I)
+    images = _read_gray(sorted((tmp_path / "eval" / "synthetic" / "images").glob("*.png")))
+    assert images.shape == (6, 32, 32) and np.isfinite(images).all()
+
+
 def test_vlp_training_refuses_an_empty_caption_before_work(tmp_path):
     """A training datalist whose second pair has an empty caption fails at start-up, naming the image."""
     require(MEDPIX)

@@ -394,6 +394,29 @@ def test_condition_dropout_prepare_batch():
         ConditionDropoutPrepareBatch(1000, drop_prob=1.5)
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_prepare_batch_target_follows_the_schedulers_prediction_type(prediction_type):
+    """The target against the direct formulas: noise, v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0, or x0, with abar_t
+    the scheduler's cumulative alpha at each sample's own timestep."""
+    from monai.networks.schedulers import DDPMScheduler
+
+    sched = DDPMScheduler(100, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195,
+                          prediction_type=prediction_type)  # fmt: skip
+    batch = {"image": torch.randn(6, 1, 4, 4), "context": torch.randn(6, 1, 3)}
+    images, target, _, kw = ConditionDropoutPrepareBatch(100, drop_prob=0.0, scheduler=sched)(batch)
+    abar = torch.cumprod(1.0 - sched.betas, 0)[kw["timesteps"]].view(-1, 1, 1, 1)
+    expected = {
+        "epsilon": kw["noise"],
+        "v_prediction": abar.sqrt() * kw["noise"] - (1.0 - abar).sqrt() * images,
+        "sample": images,
+    }[prediction_type]
+    torch.testing.assert_close(target, expected, rtol=1e-5, atol=1e-6)
+    if prediction_type != "epsilon":
+        assert not torch.allclose(target, kw["noise"])
+    with pytest.raises(ValueError, match="differs from the scheduler's 100"):
+        ConditionDropoutPrepareBatch(1000, scheduler=sched)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # sampling and synthetic pairs
 

@@ -4,6 +4,10 @@ Classifier-free guidance (Ho and Salimans 2022) trains one network both conditio
 the condition with a fixed "null" value for a fraction of the samples. MONAI's ``DiffusionInferer.sample(cfg=...)``
 builds its unconditioned branch by filling the condition with ``cfg_fill_value`` (default -1.0): the ``fill_value``
 used here must be the same number, and both default to MONAI's.
+
+The regression target follows the scheduler's ``prediction_type``: the noise (``epsilon``, MONAI's default), the
+velocity ``v = sqrt(alpha_bar_t) * noise - sqrt(1 - alpha_bar_t) * x0`` (``v_prediction``, Salimans and Ho 2022, as
+MONAI's ``VPredictionPrepareBatch``) or the clean image (``sample``). Training and sampling schedulers must share it.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from typing import Any
 import torch
 from monai.engines.utils import DiffusionPrepareBatch
 
-__all__ = ["ConditionDropoutPrepareBatch"]
+__all__ = ["PREDICTION_TYPES", "ConditionDropoutPrepareBatch"]
+
+#: the regression targets MONAI's schedulers sample from (``DDPMPredictionType``)
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 class ConditionDropoutPrepareBatch(DiffusionPrepareBatch):
@@ -29,6 +36,7 @@ class ConditionDropoutPrepareBatch(DiffusionPrepareBatch):
         drop_prob: probability of dropping a sample's condition (0.1-0.2 is usual; 0 disables guidance training).
         fill_value: the null condition; keep it equal to ``DiffusionInferer.sample``'s ``cfg_fill_value``.
         generator: optional ``torch.Generator`` for the drop decisions (reproducible tests).
+        scheduler: the training scheduler; its ``prediction_type`` chooses the target (default: the noise).
     """
 
     def __init__(
@@ -38,6 +46,7 @@ class ConditionDropoutPrepareBatch(DiffusionPrepareBatch):
         drop_prob: float = 0.1,
         fill_value: float = -1.0,
         generator: torch.Generator | None = None,
+        scheduler: Any | None = None,
     ) -> None:
         if not 0.0 <= drop_prob <= 1.0:
             raise ValueError(f"drop_prob must be in [0, 1], got {drop_prob}.")
@@ -45,6 +54,24 @@ class ConditionDropoutPrepareBatch(DiffusionPrepareBatch):
         self.drop_prob = float(drop_prob)
         self.fill_value = float(fill_value)
         self.generator = generator
+        self.scheduler = scheduler
+        self.prediction_type = getattr(scheduler, "prediction_type", "epsilon") if scheduler is not None else "epsilon"
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(
+                f"the scheduler's prediction_type {self.prediction_type!r} is not one of {list(PREDICTION_TYPES)}."
+            )
+        if scheduler is not None and scheduler.num_train_timesteps != num_train_timesteps:
+            raise ValueError(
+                f"num_train_timesteps {num_train_timesteps} differs from the scheduler's {scheduler.num_train_timesteps}."
+            )
+
+    def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The noise, the velocity or the clean images, as the scheduler's ``prediction_type`` says."""
+        if self.prediction_type == "v_prediction":
+            return self.scheduler.get_velocity(images, noise, timesteps)
+        if self.prediction_type == "sample":
+            return images
+        return noise
 
     def drop_condition(self, condition: torch.Tensor) -> torch.Tensor:
         """Replace each sample's condition by ``fill_value`` with probability ``drop_prob``."""
