@@ -1,7 +1,7 @@
 """Losses. Adversarial terms reuse MONAI's ``PatchAdversarialLoss``, Barlow Twins MONAI's ``BarlowTwinsLoss``."""
 
 from .adversarial import DiscriminatorLoss, last_output, make_adversarial_loss
-from .autoencoder import ContrastiveAutoEncoderLoss, gaussian_kl
+from .autoencoder import AutoencoderKLLoss, ContrastiveAutoEncoderLoss, gaussian_kl
 from .contrastive import CrossViewInfoNCELoss, MultiBranchBarlowTwinsLoss
 from .convirt import ConVIRTLoss
 from .cyclegan import CycleGANGeneratorLoss
@@ -12,6 +12,7 @@ from .structure import MINDStructureLoss, mind_descriptor
 from .vicreg import MultiBranchVICRegLoss, vicreg_terms
 
 __all__ = [
+    "AutoencoderKLLoss",
     "CUTGeneratorLoss",
     "ConVIRTLoss",
     "ContrastiveAutoEncoderLoss",

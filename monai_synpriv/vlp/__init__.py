@@ -26,10 +26,24 @@ from .generation import (
     sample_images,
 )
 from .judge import AttributeJudge, judge_agreement, judge_report, train_judge
+from .latent import (
+    EncodeLatentd,
+    LatentDecoder,
+    latent_scale_factor,
+    load_autoencoder,
+    read_latent_record,
+    write_latent_record,
+)
 from .text import TEXT_ENCODER_KINDS, build_text_encoder, build_tokenizer
 
 __all__ = [
     "AttributeJudge",
+    "EncodeLatentd",
+    "LatentDecoder",
+    "latent_scale_factor",
+    "load_autoencoder",
+    "read_latent_record",
+    "write_latent_record",
     "judge_agreement",
     "judge_report",
     "train_judge",

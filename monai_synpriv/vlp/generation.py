@@ -299,8 +299,8 @@ def _load_previous(
     old = previous.get("generation", {})
     clash = {
         k: (old.get(k), settings[k])
-        for k in GENERATION_SETTINGS
-        if k not in _RECORDED_ONLY and str(old.get(k)) != str(settings[k])
+        for k in dict.fromkeys((*GENERATION_SETTINGS, *settings))
+        if k not in _RECORDED_ONLY and str(old.get(k)) != str(settings.get(k))
     }
     if clash:
         raise ValueError(
@@ -358,6 +358,7 @@ class SyntheticPairWriter:
         grid_rows: rows of that grid.
         index_key, name_key: keys of :meth:`pending_items` (and of the engine's batch) for the index and the name.
         pred_key: key of the engine's output holding the images.
+        extra_settings: more settings to record and to compare on resume (a latent decoder's autoencoder hash).
 
     Raises:
         ValueError: an item has no caption (names it).
@@ -384,6 +385,7 @@ class SyntheticPairWriter:
         index_key: str = "index",
         name_key: str = "name",
         pred_key: str = "pred",
+        extra_settings: Mapping[str, Any] | None = None,
     ) -> None:
         items = list(items)[:max_items] if max_items else list(items)
         for i, it in enumerate(items):
@@ -400,6 +402,7 @@ class SyntheticPairWriter:
         self.pred_key = pred_key
         self.checkpoint = checkpoint
         self.grid_transform, self.grid_rows = grid_transform, grid_rows
+        self.extra_settings = dict(extra_settings or {})
         self.settings: dict[str, Any] | None = None
         self.done: dict[int, dict] | None = None
         self.data: dict | None = None
@@ -423,6 +426,7 @@ class SyntheticPairWriter:
                 "precision": resolve_precision(self.precision, self.device),
                 "checkpoint": str(ckpt) if ckpt else None,
                 "checkpoint_sha256": sha256_file(ckpt) if ckpt and Path(ckpt).is_file() else None,
+                **self.extra_settings,
             }
             self.done = _load_previous(self.datalist_path, self.settings, self.items, self.text_key, self.image_key)
         return [i for i in range(len(self.items)) if i not in self.done]
@@ -509,6 +513,16 @@ class SyntheticPairWriter:
         engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
 
 
+def _decoder_settings(decoder: Callable | None, latent_shape: Sequence[int]) -> dict[str, Any] | None:
+    """What a latent decoder adds to the recorded settings: its own (the autoencoder's hash), the sampled latent
+    shape, and the decoded image size in place of the latent's."""
+    if decoder is None:
+        return None
+    image = decoder(torch.zeros(1, *latent_shape))
+    return {**dict(getattr(decoder, "settings", {}) or {}), "latent_shape": list(latent_shape),
+            "image_size": list(image.shape[2:])}  # fmt: skip
+
+
 def generate_synthetic_pairs(
     network: nn.Module,
     scheduler,
@@ -531,6 +545,7 @@ def generate_synthetic_pairs(
     progress: bool = True,
     grid_transform: Callable | None = None,
     grid_rows: int = 8,
+    decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
     """Generate one synthetic image per item's caption and write ``output_dir/images/*.png`` plus a datalist
     (:class:`SyntheticPairWriter` describes the files), in batches of ``batch_size`` pending items.
@@ -559,6 +574,9 @@ def generate_synthetic_pairs(
         grid_transform: when given (a dict transform loading ``image`` in [0, 1]), also write
             ``output_dir/caption_grid.png``: caption, synthetic image, real image, for ``grid_rows`` items.
         grid_rows: rows of that grid.
+        decoder: latent diffusion: maps the sampled ``image_shape`` latents to images
+            (:class:`~monai_synpriv.vlp.latent.LatentDecoder`); its ``settings`` (the autoencoder's hash) join the
+            recorded settings, so a resume with another autoencoder is refused.
 
     Returns:
         The datalist dict.
@@ -583,6 +601,7 @@ def generate_synthetic_pairs(
         max_items=max_items,
         grid_transform=grid_transform,
         grid_rows=grid_rows,
+        extra_settings=_decoder_settings(decoder, image_shape),
     )
     pending = writer.start()
     batches = [pending[s : s + batch_size] for s in range(0, len(pending), batch_size)]
@@ -607,6 +626,8 @@ def generate_synthetic_pairs(
             device=device,
             precision=precision,
         )
+        if decoder is not None:
+            images = decoder(images)
         writer.write(batch, ((images + 1.0) / 2.0).clamp(0.0, 1.0))
         if bar is not None:
             bar.update(len(batch))

@@ -1,0 +1,109 @@
+"""Latent diffusion for the caption-conditioned generator (issue 20): MONAI's AutoencoderKL as the first stage, its
+loss, its record (scale factor, settings, weights' hash), cached latents, and the bundle's three steps on real MedPix
+images: train_autoencoder.json, train_latent.json, generate.json decoding the sampled latents."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import DATA, REPO, bundle, minilm_package, require
+from monai.networks.nets import AutoencoderKL
+
+from monai_synpriv.losses import AutoencoderKLLoss
+from monai_synpriv.vlp import EncodeLatentd, LatentDecoder, read_latent_record, write_latent_record
+
+T2I = REPO / "bundles" / "text_to_image_diffusion"
+
+
+def _tiny_ae() -> AutoencoderKL:
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        spatial_dims=2, in_channels=1, out_channels=1, channels=(8, 8), attention_levels=(False, False),
+        latent_channels=2, num_res_blocks=1, norm_num_groups=4, with_encoder_nonlocal_attn=False,
+        with_decoder_nonlocal_attn=False,
+    )  # fmt: skip
+
+
+def test_autoencoder_kl_loss_against_the_formula():
+    recon, target = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
+    mu, sigma = torch.randn(2, 3, 2, 2), torch.rand(2, 3, 2, 2) + 0.5
+    kl = (0.5 * (mu**2 + sigma**2 - torch.log(sigma**2) - 1)).flatten(1).sum(1).mean()
+    l1 = (recon - target).abs().mean()
+    out = AutoencoderKLLoss(kl_weight=0.01)((recon, mu, sigma), target)
+    torch.testing.assert_close(out, l1 + 0.01 * kl)
+    mse = AutoencoderKLLoss(kl_weight=0.0, reconstruction="mse")((recon, mu, sigma), target)
+    torch.testing.assert_close(mse, ((recon - target) ** 2).mean())
+    with pytest.raises(TypeError, match="z_sigma"):
+        AutoencoderKLLoss()(recon, target)
+    with pytest.raises(ValueError, match="reconstruction"):
+        AutoencoderKLLoss(reconstruction="l2")
+
+
+def test_latent_record_encoding_and_decoding(tmp_path):
+    """The record's scale factor gives the dataset's latent means unit variance; EncodeLatentd applies it and
+    LatentDecoder undoes it; a record of other settings or of replaced weights is refused."""
+    ae = _tiny_ae().eval()
+    torch.save(ae.state_dict(), tmp_path / "autoencoder.pt")
+    data = [{"image": torch.rand(1, 16, 16) * 2 - 1} for _ in range(5)]
+    record = write_latent_record(ae, data, tmp_path, settings={"latent_channels": 2})
+    assert record["latent_shape"] == [2, 8, 8] and record["n_images"] == 5
+    enc = EncodeLatentd("image", ae, record["scale_factor"])
+    z = torch.stack([enc(d)["image"] for d in data])
+    assert z.shape == (5, 2, 8, 8) and float(z.std()) == pytest.approx(1.0, rel=1e-4)
+    with torch.no_grad():
+        mu = ae.encode(data[0]["image"][None])[0][0]
+        direct = ae.decode(mu[None])
+    torch.testing.assert_close(z[0], mu * record["scale_factor"])
+    torch.testing.assert_close(LatentDecoder(ae, record["scale_factor"])(z[:1]), direct, rtol=1e-4, atol=1e-5)
+    assert read_latent_record(tmp_path, {"latent_channels": 2})["scale_factor"] == record["scale_factor"]
+    with pytest.raises(ValueError, match=r"other settings \{'latent_channels': \(2, 4\)\}"):
+        read_latent_record(tmp_path, {"latent_channels": 4})
+    with pytest.raises(ValueError, match="one C x H x W image"):
+        enc({"image": torch.rand(1, 1, 16, 16)})
+    torch.save(_tiny_ae().state_dict() | {"decoder.conv_in.conv.bias": torch.ones(8)}, tmp_path / "autoencoder.pt")
+    with pytest.raises(ValueError, match="replaced"):
+        read_latent_record(tmp_path)
+    with pytest.raises(FileNotFoundError, match="train_autoencoder.json"):
+        read_latent_record(tmp_path / "elsewhere")
+
+
+def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
+    """train_autoencoder.json -> train_latent.json -> generate.json on 6 real MedPix pairs at 32 px: the record sits
+    beside the autoencoder's weights, the UNet works on latent channels, generation writes decoded 32 px images with
+    the autoencoder's hash in its settings; a latent training with another autoencoder setting stops before work."""
+    minilm_package()
+    require(DATA / "medpix2_subset")
+    models = tmp_path / "models"
+    common = ["--bundle_root", ".", "--data_root", str(DATA), "--cache_dir", str(tmp_path / "cache")]
+    common += ["--ckpt_dir", str(models), "--output_dir", str(tmp_path / "eval"), "--max_items", "6"]
+    common += ["--batch_size", "3", "--image_size", "32", "--ae_channels", "[32,32]", "--lr", "0.001"]
+    unet = ["--channels", "[16,32]", "--attention_levels", "[False,True]", "--num_res_blocks", "1"]
+    unet += ["--norm_num_groups", "8", "--num_head_channels", "16"]
+    bundle("run", "--config_file", "['configs/train.json','configs/train_autoencoder.json']", *common,
+           "--max_epochs", "2", cwd=T2I)  # fmt: skip
+    ae_dir = models / "autoencoder"
+    record = json.loads((ae_dir / "autoencoder.json").read_text())
+    assert (ae_dir / "autoencoder.pt").is_file() and record["latent_shape"] == [3, 16, 16] and record["n_images"] == 6
+    assert record["settings"] == {"image_size": 32, "ae_channels": [32, 32], "latent_channels": 3, "ae_num_res_blocks": 1}
+    assert not (models / "model.pt").exists()  # the diffusion model's file is left alone
+    latent = ["run", "--config_file", "['configs/train.json','configs/train_latent.json']", *common, *unet]
+    bundle(*latent, "--max_epochs", "2", cwd=T2I)
+    unet_weights = torch.load(models / "model.pt", weights_only=True)
+    assert unet_weights["conv_in.conv.weight"].shape[1] == 3 and unet_weights["out.2.conv.weight"].shape[0] == 3
+    generate = ["run", "--config_file", "['configs/train.json','configs/train_latent.json','configs/generate.json']"]
+    bundle(*generate, *common, *unet, "--num_inference_steps", "2", "--generate_batch_size", "6", cwd=T2I)
+    syn = tmp_path / "eval" / "synthetic"
+    gen = json.loads((syn / "synthetic_datalist.json").read_text())["generation"]
+    assert gen["image_size"] == [32, 32] and gen["latent_shape"] == [3, 16, 16]
+    assert gen["autoencoder_sha256"] == record["autoencoder_sha256"]
+    from PIL import Image
+
+    pngs = sorted((syn / "images").glob("*.png"))
+    images = np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float64) / 255.0 for p in pngs])
+    assert images.shape == (6, 32, 32) and images.std(axis=(1, 2)).min() > 0.0
+    refused = bundle(*latent, "--latent_channels", "4", "--max_epochs", "3", cwd=T2I, check=False)
+    assert refused.returncode != 0 and "other settings" in refused.stderr + refused.stdout
+    assert not (models / "checkpoint_epoch=3.pt").exists()
