@@ -17,6 +17,7 @@ Usage::
 
     python scripts/vlp_experiment.py --out runs/vlp_quick              # CPU quick profile (32 px)
     python scripts/vlp_experiment.py --out runs/vlp_full --profile full  # GPU profile (64 px, longer)
+    python scripts/vlp_experiment.py --out runs/vlp_latent --profile latent  # CPU, latent diffusion (~2.5 h generator)
 """
 
 from __future__ import annotations
@@ -71,6 +72,50 @@ PROFILES = {
             "epoch_length": 2,
             "max_items": 32,
         },
+        "eval": {"transfer_max_train": 40, "transfer_max_test": 20},
+        "judge": {"epochs": 1, "image_size": 32},
+    },
+    # issue 20's CPU design (benchmarks/generator_design.py): latent diffusion on MONAI's AutoencoderKL at 64 px,
+    # sized for ~2.5 h of generator training on 2 cores (autoencoder ~3,000 steps, UNet ~10,000 steps on 16x16x3)
+    "latent": {
+        "autoencoder": {"max_epochs": 190, "lr": 0.0002, "save_interval": 10},
+        "diffusion": {
+            "image_size": 64,
+            "ae_channels": [32, 64, 64],
+            "latent_channels": 3,
+            "channels": [64, 128, 256],
+            "attention_levels": [False, True, True],
+            "num_res_blocks": 2,
+            "norm_num_groups": 32,
+            "num_head_channels": 32,
+            "batch_size": 32,
+            "max_epochs": 650,
+            "lr": 0.0002,
+            "ema_decay": 0.999,
+            "save_interval": 25,
+        },
+        "generate": {"num_inference_steps": 50, "guidance_scale": 3.0, "generate_batch_size": 128},
+        "vlp": {"image_size": 64, "embed_dim": 128, "batch_size": 32, "max_epochs": 10, "epoch_length": 20},
+        "eval": {"transfer_max_train": 1000, "transfer_max_test": 400},
+        "judge": {"epochs": 20, "image_size": 64},
+    },
+    "smoke_latent": {  # the latent path's own check, tiny; numbers meaningless
+        "autoencoder": {"max_epochs": 1},
+        "diffusion": {
+            "image_size": 32,
+            "ae_channels": [32, 32],
+            "channels": [16, 32],
+            "attention_levels": [False, True],
+            "num_res_blocks": 1,
+            "norm_num_groups": 8,
+            "num_head_channels": 16,
+            "batch_size": 8,
+            "max_epochs": 1,
+            "max_items": 16,
+            "ema_decay": 0.9,
+        },
+        "generate": {"num_inference_steps": 2, "guidance_scale": 3.0, "generate_batch_size": 256, "max_items": None},
+        "vlp": {"image_size": 32, "embed_dim": 32, "batch_size": 8, "max_epochs": 1, "epoch_length": 2, "max_items": 32},
         "eval": {"transfer_max_train": 40, "transfer_max_test": 20},
         "judge": {"epochs": 1, "image_size": 32},
     },
@@ -137,14 +182,23 @@ def main(argv: list[str] | None = None) -> int:
         common["device"] = f"$torch.device({args.device!r})"
     timings: dict[str, float] = {}
 
-    # 1. the generator
+    # 1. the generator (a profile with an "autoencoder" section: latent diffusion, its first stage trained before)
     diff_dir = out / "diffusion"
     diff_over = {**common, **prof["diffusion"], "ckpt_dir": str(diff_dir / "models"), "output_dir": str(diff_dir)}
     ckpt = Path(args.diffusion_ckpt) if args.diffusion_ckpt else diff_dir / "models" / "model.pt"
+    latent = ["train_latent.json"] if "autoencoder" in prof else []
+    ae_dir = diff_dir / "models" / "autoencoder"
+    if latent and not args.diffusion_ckpt and not _finished(ae_dir, "autoencoder.pt"):
+        t0 = time.time()
+        ae_over = {**diff_over, **prof["autoencoder"], "output_dir": f"${str(diff_dir / 'autoencoder')!r}"}
+        _run(DIFF, ["train.json", "train_autoencoder.json"], ae_over, out, "autoencoder_train", True)
+        _mark_finished(ae_dir, {**prof["diffusion"], **prof["autoencoder"]})
+        timings["autoencoder_train_s"] = time.time() - t0
     # MONAI's CheckpointSaver also writes model.pt when training fails: only a marker says a stage finished
     if not args.diffusion_ckpt and not _finished(diff_dir / "models"):
         t0 = time.time()
-        _run(DIFF, ["train.json"], {**diff_over, "output_dir": f"${str(diff_dir)!r}"}, out, "diffusion_train", True)
+        over = {**diff_over, "output_dir": f"${str(diff_dir)!r}"}
+        _run(DIFF, ["train.json", *latent], over, out, "diffusion_train", True)
         _mark_finished(diff_dir / "models", prof["diffusion"])
         timings["diffusion_train_s"] = time.time() - t0
     # 2. synthetic pairs (resumable)
@@ -152,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     _run(
         DIFF,
-        ["train.json", "generate.json"],
+        ["train.json", *latent, "generate.json"],
         {**diff_over, **prof["generate"], "ckpt_path": str(ckpt)},
         out,
         None,
