@@ -104,6 +104,14 @@ def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
     pngs = sorted((syn / "images").glob("*.png"))
     images = np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float64) / 255.0 for p in pngs])
     assert images.shape == (6, 32, 32) and images.std(axis=(1, 2)).min() > 0.0
+    # MONAI's inference workflow with the latent overlay writes the very same images and settings
+    infer = ["run", "--config_file", "['configs/inference.json','configs/inference_latent.json']", "--bundle_root", "."]
+    infer += ["--dataset_dir", str(DATA), "--cache_dir", str(tmp_path / "cache"), "--ckpt_dir", str(models)]
+    infer += ["--output_dir", str(tmp_path / "infer"), "--max_items", "6", "--image_size", "32", "--ae_channels", "[32,32]"]
+    bundle(*infer, *unet, "--num_inference_steps", "2", "--generate_batch_size", "6", cwd=T2I)
+    inferred = tmp_path / "infer" / "synthetic"
+    assert json.loads((inferred / "synthetic_datalist.json").read_text())["generation"] == gen
+    assert [p.read_bytes() for p in sorted((inferred / "images").glob("*.png"))] == [p.read_bytes() for p in pngs]
     refused = bundle(*latent, "--latent_channels", "4", "--max_epochs", "3", cwd=T2I, check=False)
     assert refused.returncode != 0 and "other settings" in refused.stderr + refused.stdout
     assert not (models / "checkpoint_epoch=3.pt").exists()

@@ -37,6 +37,7 @@ __all__ = [
     "PretrainedTextConditioner",
     "SyntheticPairWriter",
     "generate_synthetic_pairs",
+    "decoder_settings",
     "sample_images",
 ]
 
@@ -84,6 +85,7 @@ class GuidedSamplingInferer(Inferer):
             with the condition only (half the cost).
         fill_value: the null condition used in training (MONAI's ``cfg_fill_value``).
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (resolved on the noise's device).
+        decoder: latent diffusion: maps the sampled latents to images (:class:`~monai_synpriv.vlp.LatentDecoder`).
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class GuidedSamplingInferer(Inferer):
         guidance_scale: float | None = 3.0,
         fill_value: float = -1.0,
         precision: str = "fp32",
+        decoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         resolve_precision(precision, "cpu")  # an unknown value fails here, not at the first batch
@@ -101,6 +104,7 @@ class GuidedSamplingInferer(Inferer):
         self.guidance_scale = guidance_scale
         self.fill_value = float(fill_value)
         self.precision = precision
+        self.decoder = decoder
 
     @torch.no_grad()
     def __call__(  # type: ignore[override]
@@ -124,7 +128,7 @@ class GuidedSamplingInferer(Inferer):
             cfg_fill_value=self.fill_value,
             verbose=False,
         )
-        return out.float()
+        return out.float() if self.decoder is None else self.decoder(out.float())
 
 
 class CaptionSamplingPrepareBatch(PrepareBatch):
@@ -513,7 +517,7 @@ class SyntheticPairWriter:
         engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
 
 
-def _decoder_settings(decoder: Callable | None, latent_shape: Sequence[int]) -> dict[str, Any] | None:
+def decoder_settings(decoder: Callable | None, latent_shape: Sequence[int]) -> dict[str, Any] | None:
     """What a latent decoder adds to the recorded settings: its own (the autoencoder's hash), the sampled latent
     shape, and the decoded image size in place of the latent's."""
     if decoder is None:
@@ -601,7 +605,7 @@ def generate_synthetic_pairs(
         max_items=max_items,
         grid_transform=grid_transform,
         grid_rows=grid_rows,
-        extra_settings=_decoder_settings(decoder, image_shape),
+        extra_settings=decoder_settings(decoder, image_shape),
     )
     pending = writer.start()
     batches = [pending[s : s + batch_size] for s in range(0, len(pending), batch_size)]
