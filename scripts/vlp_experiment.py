@@ -171,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--text_encoders", nargs="+", default=list(TEXT_ENCODERS), choices=TEXT_ENCODERS)
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     ap.add_argument("--device", default=None, help="e.g. cuda:0 (default: the bundles' choice)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the generator, its judge and the first ConVIRT run")
+    ap.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="ConVIRT seeds (>= 3 for intervals; default: --seed)"
+    )
     args = ap.parse_args(argv)
+    seeds = list(dict.fromkeys(args.seeds or [args.seed]))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -267,53 +271,104 @@ def main(argv: list[str] | None = None) -> int:
             timings[f"evaluate_{tag}_s"] = time.time() - t0
         return json.loads(metrics_path.read_text())
 
-    # the floor: a randomly initialised image encoder under the same probes (retrieval at chance)
-    base_dir = out / "vlp" / "random_init"
-    base_over = {
-        **common,
-        **prof["vlp"],
-        "arm": "random_init",
-        "text_encoder_kind": "pretrained",
-        "ckpt_dir": str(base_dir / "models"),
-        "tokenizer_path": "$str(monai_synpriv.networks.default_pretrained_text_dir() / 'tokenizer.json')",
-        "initialize": "$[monai.utils.set_determinism(seed=@seed)]",
-    }
-    results["arms"]["random_init"] = evaluate(
-        "random_init", ["train.json", "evaluate.json"], base_over, base_dir, "metrics.json"
-    )
-    for text in args.text_encoders:
-        for arm in args.arms:
-            tag = f"{arm}__{text}"
-            run_dir = out / "vlp" / tag
-            over = {
-                **common,
-                **prof["vlp"],
-                "arm": arm,
-                "text_encoder_kind": text,
-                "train_sources": sources[arm],
-                "ckpt_dir": str(run_dir / "models"),
-            }
-            if not _finished(run_dir / "models", "dual_encoder.pt"):
-                t0 = time.time()
-                _run(VLP, ["train.json"], {**over, "output_dir": f"${str(run_dir)!r}"}, out, f"vlp_train_{tag}", True)
-                _mark_finished(run_dir / "models", prof["vlp"])
-                timings[f"train_{tag}_s"] = time.time() - t0
-            results["arms"][tag] = evaluate(tag, ["train.json", "evaluate.json"], over, run_dir, "metrics.json")
-            print(f"[vlp] {tag}: {json.dumps(results['arms'][tag])}", flush=True)
-            if arm == "real":  # 5. the real-data model judges the generator on the test captions
-                results.setdefault("generator", {})[text] = evaluate(
-                    f"generator_{text}",
-                    ["train.json", "evaluate.json", "evaluate_generator.json"],
-                    {**over, "synthetic_datalist": str(syn_list), "generator_output_dir": str(run_dir / "generator")},
-                    run_dir / "generator",
-                    "generator_metrics.json",
+    per_seed: dict[int, dict] = {}
+    for seed in seeds:  # every arm under one budget, once per seed (seed<k>/ of vlp/)
+        sub, seeded = out / "vlp" / f"seed{seed}", {**common, "seed": seed}
+        per_seed[seed] = {}
+        # the floor: a randomly initialised image encoder under the same probes (retrieval at chance)
+        base_dir = sub / "random_init"
+        base_over = {
+            **seeded,
+            **prof["vlp"],
+            "arm": "random_init",
+            "text_encoder_kind": "pretrained",
+            "ckpt_dir": str(base_dir / "models"),
+            "tokenizer_path": "$str(monai_synpriv.networks.default_pretrained_text_dir() / 'tokenizer.json')",
+            "initialize": "$[monai.utils.set_determinism(seed=@seed)]",
+        }
+        per_seed[seed]["random_init"] = evaluate(
+            f"random_init_seed{seed}", ["train.json", "evaluate.json"], base_over, base_dir, "metrics.json"
+        )
+        for text in args.text_encoders:
+            for arm in args.arms:
+                tag = f"{arm}__{text}"
+                run_dir = sub / tag
+                over = {
+                    **seeded,
+                    **prof["vlp"],
+                    "arm": arm,
+                    "text_encoder_kind": text,
+                    "train_sources": sources[arm],
+                    "ckpt_dir": str(run_dir / "models"),
+                }
+                if not _finished(run_dir / "models", "dual_encoder.pt"):
+                    t0 = time.time()
+                    run_name = f"vlp_train_{tag}_seed{seed}"
+                    _run(VLP, ["train.json"], {**over, "output_dir": f"${str(run_dir)!r}"}, out, run_name, True)
+                    _mark_finished(run_dir / "models", prof["vlp"])
+                    timings[f"train_{tag}_seed{seed}_s"] = time.time() - t0
+                per_seed[seed][tag] = evaluate(
+                    f"{tag}_seed{seed}", ["train.json", "evaluate.json"], over, run_dir, "metrics.json"
                 )
+                print(f"[vlp] seed {seed} {tag}: {json.dumps(per_seed[seed][tag])}", flush=True)
+                if arm == "real" and seed == seeds[0]:  # 5. the real-data model judges the generator
+                    results.setdefault("generator", {})[text] = evaluate(
+                        f"generator_{text}",
+                        ["train.json", "evaluate.json", "evaluate_generator.json"],
+                        {**over, "synthetic_datalist": str(syn_list), "generator_output_dir": str(run_dir / "generator")},
+                        run_dir / "generator",
+                        "generator_metrics.json",
+                    )
+    results["seeds"] = seeds
+    results["per_seed"] = {str(k): v for k, v in per_seed.items()}
+    results["arms"], results["arms_sd"] = aggregate_seeds(per_seed)
+    results["comparisons"] = compare_with_real(per_seed, args.text_encoders)
     from monai_synpriv.utils.io import write_json_atomic
 
     write_json_atomic(out / "results.json", results)
     (out / "results.md").write_text(results_table(results))
     print(results_table(results))
     return 0
+
+
+def aggregate_seeds(per_seed: dict[int, dict[str, dict[str, float]]]) -> tuple[dict, dict]:
+    """Mean and sample standard deviation over seeds of every arm's metrics (s.d. 0 for one seed)."""
+    import numpy as np
+
+    tags = list(dict.fromkeys(t for runs in per_seed.values() for t in runs))
+    mean, sd = {}, {}
+    for tag in tags:
+        rows = [runs[tag] for runs in per_seed.values() if tag in runs]
+        keys = [k for k in rows[0] if all(isinstance(r.get(k), (int, float)) for r in rows)]
+        mean[tag] = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+        sd[tag] = {k: float(np.std([r[k] for r in rows], ddof=1)) if len(rows) > 1 else 0.0 for k in keys}
+    return mean, sd
+
+
+RETRIEVAL_KEYS = ("i2t_R@10", "t2i_R@10")
+
+
+def compare_with_real(per_seed: dict[int, dict[str, dict[str, float]]], text_encoders) -> list[dict]:
+    """Each arm against the real-pairs arm of the same text encoder, paired by seed, on R@10 both ways: the mean
+    difference with its 95 % interval, the verdict, and the ratio of the means (issue 20's target: >= 0.90)."""
+    from monai_synpriv.evaluation.paired_stats import paired_comparison
+
+    rows = []
+    for text in text_encoders:
+        real = f"real__{text}"
+        for arm in ("synthetic", "real+synthetic"):
+            tag = f"{arm}__{text}"
+            seeds = [s for s, runs in per_seed.items() if tag in runs and real in runs]
+            for key in RETRIEVAL_KEYS if seeds else ():
+                a = [per_seed[s][tag][key] for s in seeds]
+                b = [per_seed[s][real][key] for s in seeds]
+                stats = paired_comparison(a, b)
+                rows.append({
+                    "arm": tag, "baseline": real, "metric": key, "seeds": seeds, "arm_mean": sum(a) / len(a),
+                    "real_mean": sum(b) / len(b), "ratio": (sum(a) / sum(b)) if sum(b) else float("nan"),
+                    **{k: stats[k] for k in ("diff_mean", "diff_ci_low", "diff_ci_high", "verdict")},
+                })  # fmt: skip
+    return rows
 
 
 def results_table(results: dict) -> str:
@@ -345,9 +400,29 @@ def results_table(results: dict) -> str:
             cells.append(judge.get(f"judge_chance_{k}"))
             lines.append(f"| {k} | " + " | ".join(f"{v:.3f}" if v is not None else "-" for v in cells) + " |")
         lines.append("")
+    sds = results.get("arms_sd", {})
+    n = len(results.get("seeds", [0]))
+    if n > 1:
+        lines += [f"Mean ± s.d. over seeds {results['seeds']}.", ""]
     lines += ["| arm | " + " | ".join(c for c, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for tag, m in results["arms"].items():
-        lines.append(f"| {tag} | " + " | ".join(f"{m.get(k, float('nan')):.3f}" for _, k in cols) + " |")
+        cells = [
+            f"{m.get(k, float('nan')):.3f}" + (f" ± {sds[tag][k]:.3f}" if n > 1 and k in sds.get(tag, {}) else "")
+            for _, k in cols
+        ]
+        lines.append(f"| {tag} | " + " | ".join(cells) + " |")
+    comps = results.get("comparisons", [])
+    if comps:
+        lines += [
+            "",
+            "| arm vs real pairs (paired by seed) | metric | arm | real | ratio | difference [95 % CI] | verdict |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in comps:
+            lines.append(
+                f"| {c['arm']} | {c['metric']} | {c['arm_mean']:.3f} | {c['real_mean']:.3f} | {c['ratio']:.2f} | "
+                f"{c['diff_mean']:+.3f} [{c['diff_ci_low']:+.3f}, {c['diff_ci_high']:+.3f}] | {c['verdict']} |"
+            )
     gen = results.get("generator", {})
     if gen:
         gcols = [
