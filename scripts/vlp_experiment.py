@@ -315,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
                     results.setdefault("generator", {})[text] = evaluate(
                         f"generator_{text}",
                         ["train.json", "evaluate.json", "evaluate_generator.json"],
-                        {**over, "synthetic_datalist": str(syn_list), "generator_output_dir": str(run_dir / "generator")},
+                        {**over, "synthetic_datalist": str(syn_list),
+                         "generator_output_dir": str(run_dir / "generator")},  # fmt: skip
                         run_dir / "generator",
                         "generator_metrics.json",
                     )

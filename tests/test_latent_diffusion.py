@@ -87,7 +87,8 @@ def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
     ae_dir = models / "autoencoder"
     record = json.loads((ae_dir / "autoencoder.json").read_text())
     assert (ae_dir / "autoencoder.pt").is_file() and record["latent_shape"] == [3, 16, 16] and record["n_images"] == 6
-    assert record["settings"] == {"image_size": 32, "ae_channels": [32, 32], "latent_channels": 3, "ae_num_res_blocks": 1}
+    settings = {"image_size": 32, "ae_channels": [32, 32], "latent_channels": 3, "ae_num_res_blocks": 1}
+    assert record["settings"] == settings
     assert not (models / "model.pt").exists()  # the diffusion model's file is left alone
     latent = ["run", "--config_file", "['configs/train.json','configs/train_latent.json']", *common, *unet]
     bundle(*latent, "--max_epochs", "2", cwd=T2I)

@@ -62,7 +62,8 @@ class ConditionDropoutPrepareBatch(DiffusionPrepareBatch):
             )
         if scheduler is not None and scheduler.num_train_timesteps != num_train_timesteps:
             raise ValueError(
-                f"num_train_timesteps {num_train_timesteps} differs from the scheduler's {scheduler.num_train_timesteps}."
+                f"num_train_timesteps {num_train_timesteps} differs from the scheduler's "
+                f"{scheduler.num_train_timesteps}."
             )
 
     def get_target(self, images: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:

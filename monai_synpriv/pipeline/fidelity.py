@@ -307,8 +307,10 @@ def run_fidelity(
             )
         SynPrivPipeline(derived, sub, **kwargs).run()
         sub_layout = RunLayout(sub)
-        metrics = json.loads(sub_layout.translation_metrics.read_text())["metrics"] if sub_layout.translation_metrics.is_file() else {}
-        translators.append((label, metrics, _accuracies(json.loads((sub_layout.report / "results.json").read_text()), arm)))
+        held_out = sub_layout.translation_metrics
+        metrics = json.loads(held_out.read_text())["metrics"] if held_out.is_file() else {}
+        sub_results = json.loads((sub_layout.report / "results.json").read_text())
+        translators.append((label, metrics, _accuracies(sub_results, arm)))
     final_metrics = (results.get("translation") or {}).get("metrics", {})
     final = {k: v for k, v in _accuracies(results, arm).items() if k[2] in seeds}
     translators.append(("final", final_metrics, final))

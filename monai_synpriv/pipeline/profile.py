@@ -96,7 +96,9 @@ def apply_overrides(profile: dict[str, Any], overrides: dict[str, Any], origin: 
             continue
         target = prof.setdefault(section, {})
         if not isinstance(target, dict) or not sub:
-            raise ValueError(f"{origin}: override {key!r}: {section!r} is not a section of overrides (use {section}=...).")
+            raise ValueError(
+                f"{origin}: override {key!r}: {section!r} is not a section of overrides (use {section}=...)."
+            )
         target[sub] = copy.deepcopy(value)
     return prof
 

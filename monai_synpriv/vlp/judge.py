@@ -169,8 +169,8 @@ def judge_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m monai_synpriv.vlp.judge``: train the judge on the real MedPix training and validation images and write
-    ``judge_metrics.json`` (its accuracy on the real test images, chance, and with ``--synthetic_datalist`` its
+    """``python -m monai_synpriv.vlp.judge``: train the judge on the real MedPix training and validation images and
+    write ``judge_metrics.json`` (its accuracy on the real test images, chance, and with ``--synthetic_datalist`` its
     agreement on the synthetic images generated from the test captions) and its weights ``judge.pt``.
 
     ``--judge_ckpt`` reuses a judge trained before (its ``judge.pt``) instead of training one, so that several

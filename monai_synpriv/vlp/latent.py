@@ -91,7 +91,8 @@ def latent_scale_factor(
     autoencoder = autoencoder.to(device).eval()
     latents = []
     for start in range(0, len(dataset), batch_size):
-        batch = torch.stack([torch.as_tensor(dataset[i][key]) for i in range(start, min(start + batch_size, len(dataset)))])
+        stop = min(start + batch_size, len(dataset))
+        batch = torch.stack([torch.as_tensor(dataset[i][key]) for i in range(start, stop)])
         latents.append(_encode_mean(autoencoder, batch.float().to(device)).cpu())
     if not latents:
         raise ValueError("latent_scale_factor: the dataset is empty.")
