@@ -99,26 +99,6 @@ PROFILES = {
         "eval": {"transfer_max_train": 1000, "transfer_max_test": 400},
         "judge": {"epochs": 20, "image_size": 64},
     },
-    "smoke_latent": {  # the latent path's own check, tiny; numbers meaningless
-        "autoencoder": {"max_epochs": 1},
-        "diffusion": {
-            "image_size": 32,
-            "ae_channels": [32, 32],
-            "channels": [16, 32],
-            "attention_levels": [False, True],
-            "num_res_blocks": 1,
-            "norm_num_groups": 8,
-            "num_head_channels": 16,
-            "batch_size": 8,
-            "max_epochs": 1,
-            "max_items": 16,
-            "ema_decay": 0.9,
-        },
-        "generate": {"num_inference_steps": 2, "guidance_scale": 3.0, "generate_batch_size": 256, "max_items": None},
-        "vlp": {"image_size": 32, "embed_dim": 32, "batch_size": 8, "max_epochs": 1, "epoch_length": 2, "max_items": 32},
-        "eval": {"transfer_max_train": 40, "transfer_max_test": 20},
-        "judge": {"epochs": 1, "image_size": 32},
-    },
     "full": {
         "diffusion": {"image_size": 64, "batch_size": 64, "max_epochs": 400, "lr": 0.0002},
         "generate": {"num_inference_steps": 50, "guidance_scale": 3.0, "generate_batch_size": 128},
@@ -126,6 +106,12 @@ PROFILES = {
         "eval": {"transfer_max_train": 5000, "transfer_max_test": 1300},
         "judge": {"epochs": 20, "image_size": 64},
     },
+}
+# the latent path's own check: the smoke profile with a first-stage autoencoder (tiny; numbers meaningless)
+PROFILES["smoke_latent"] = {
+    **PROFILES["smoke"],
+    "autoencoder": {"max_epochs": 1},
+    "diffusion": {**PROFILES["smoke"]["diffusion"], "ae_channels": [32, 32], "ema_decay": 0.9},
 }
 ARMS = ("real", "synthetic", "real+synthetic")
 TEXT_ENCODERS = ("pretrained", "scratch")
