@@ -432,6 +432,12 @@ def test_t2i_ema_and_v_prediction_checkpoint_resume_and_generate(tmp_path):
     bundle(*generate, "--num_inference_steps", "2", "--generate_batch_size", "6", cwd=T2I)
     images = _read_gray(sorted((tmp_path / "eval" / "synthetic" / "images").glob("*.png")))
     assert images.shape == (6, 32, 32) and np.isfinite(images).all()
+    data = json.loads((tmp_path / "eval" / "synthetic" / "synthetic_datalist.json").read_text())
+    assert data["generation"]["prediction_type"] == "v_prediction"
+    # a model trained for v-prediction sampled as epsilon into the same folder: refused, naming the setting
+    other = [a if a != "v_prediction" else "epsilon" for a in generate]
+    refused = bundle(*other, "--num_inference_steps", "2", "--generate_batch_size", "6", cwd=T2I, check=False)
+    assert refused.returncode != 0 and "prediction_type" in refused.stdout + refused.stderr
 
 
 def test_vlp_training_refuses_an_empty_caption_before_work(tmp_path):

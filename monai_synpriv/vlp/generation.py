@@ -301,9 +301,9 @@ def _load_previous(
         return {}
     previous = json.loads(datalist_path.read_text())
     old = previous.get("generation", {})
-    clash = {
-        k: (old.get(k), settings[k])
-        for k in dict.fromkeys((*GENERATION_SETTINGS, *settings))
+    clash = {  # every setting either run recorded: a key only one of them has is a difference too
+        k: (old.get(k), settings.get(k))
+        for k in dict.fromkeys((*GENERATION_SETTINGS, *settings, *old))
         if k not in _RECORDED_ONLY and str(old.get(k)) != str(settings.get(k))
     }
     if clash:
@@ -363,6 +363,7 @@ class SyntheticPairWriter:
         index_key, name_key: keys of :meth:`pending_items` (and of the engine's batch) for the index and the name.
         pred_key: key of the engine's output holding the images.
         extra_settings: more settings to record and to compare on resume (a latent decoder's autoencoder hash).
+        prediction_type: the sampler's ``prediction_type``; recorded (and compared on resume) unless ``epsilon``.
 
     Raises:
         ValueError: an item has no caption (names it).
@@ -390,6 +391,7 @@ class SyntheticPairWriter:
         name_key: str = "name",
         pred_key: str = "pred",
         extra_settings: Mapping[str, Any] | None = None,
+        prediction_type: str = "epsilon",
     ) -> None:
         items = list(items)[:max_items] if max_items else list(items)
         for i, it in enumerate(items):
@@ -407,6 +409,8 @@ class SyntheticPairWriter:
         self.checkpoint = checkpoint
         self.grid_transform, self.grid_rows = grid_transform, grid_rows
         self.extra_settings = dict(extra_settings or {})
+        if prediction_type != "epsilon":  # recorded when not MONAI's default, so older datalists still resume
+            self.extra_settings["prediction_type"] = prediction_type
         self.settings: dict[str, Any] | None = None
         self.done: dict[int, dict] | None = None
         self.data: dict | None = None
@@ -606,6 +610,7 @@ def generate_synthetic_pairs(
         grid_transform=grid_transform,
         grid_rows=grid_rows,
         extra_settings=decoder_settings(decoder, image_shape),
+        prediction_type=getattr(scheduler, "prediction_type", "epsilon"),
     )
     pending = writer.start()
     batches = [pending[s : s + batch_size] for s in range(0, len(pending), batch_size)]
