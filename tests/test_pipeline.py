@@ -498,9 +498,12 @@ def test_fidelity_vs_gain_reruns_the_synthetic_arm_with_an_earlier_translator(ti
         run_fidelity(tiny_run, [], translator_run=other, translator_epochs=[2])
     SynPrivPipeline("tiny", other, data_root=DATA, progress=False, until="translator_evaluate",
                     overrides={"translator_method": "cut"}).run()  # fmt: skip
+    # a translator run of another seed list (its recorded state is what the check reads; no second training)
     mismatched = tiny_run.parent / "tiny_cut_one_seed"
-    SynPrivPipeline("tiny", mismatched, data_root=DATA, progress=False, until="translator_evaluate",
-                    overrides={"translator_method": "cut", "seeds": [0]}).run()  # fmt: skip
+    mismatched.mkdir()
+    recorded = json.loads((other / "pipeline_state.json").read_text())
+    recorded["profile"]["seeds"] = [0]
+    (mismatched / "pipeline_state.json").write_text(json.dumps(recorded))
     with pytest.raises(ValueError, match=r"differs from the run in \['seeds'\]"):
         run_fidelity(tiny_run, [], translator_run=mismatched, translator_epochs=[2])
     with pytest.raises(FileNotFoundError, match=r"epoch\(s\) \[5\]"):
