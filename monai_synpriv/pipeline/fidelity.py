@@ -143,7 +143,8 @@ def _plot(rows: Sequence[dict[str, Any]], probe: str, path: Path, arm_label: str
             y = [r["er"] for r in pts]
             lo = [max(0.0, r["er"] - r["er_ci_low"]) if math.isfinite(r["er_ci_low"]) else 0.0 for r in pts]
             hi = [max(0.0, r["er_ci_high"] - r["er"]) if math.isfinite(r["er_ci_high"]) else 0.0 for r in pts]
-            ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, label=f"{percent(tag):g} % labels")
+            # points, not a line: translators are separate models (several trainings may be plotted)
+            ax.errorbar(x, y, yerr=[lo, hi], marker="o", ls="none", capsize=3, label=f"{percent(tag):g} % labels")
             if tag == tags[-1]:  # name each translator once
                 for r in pts:
                     ax.annotate(r["translator"], (r[metric], r["er"]), textcoords="offset points", xytext=(4, 6), fontsize=8)
@@ -151,7 +152,7 @@ def _plot(rows: Sequence[dict[str, Any]], probe: str, path: Path, arm_label: str
         ax.set_xlabel(name)
     axes[0].set_ylabel(f"error reduction vs single modality ({probe} probe)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Translator fidelity against SSL gain: {arm_label}, translators from one training (95 % CI over seeds)")
+    fig.suptitle(f"Translator fidelity against SSL gain: {arm_label}, one point per translator (95 % CI over seeds)")
     return save_figure(fig, path)
 
 
