@@ -180,14 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     ae_dir = diff_dir / "models" / "autoencoder"
     if latent and not args.diffusion_ckpt and not _finished(ae_dir, "autoencoder.pt"):
         t0 = time.time()
-        ae_over = {**diff_over, **prof["autoencoder"], "output_dir": f"${str(diff_dir / 'autoencoder')!r}"}
+        # resume: an interrupted stage continues from its last checkpoint (none yet: starts afresh)
+        ae_out = f"${str(diff_dir / 'autoencoder')!r}"
+        ae_over = {**diff_over, **prof["autoencoder"], "output_dir": ae_out, "resume": True}
         _run(DIFF, ["train.json", "train_autoencoder.json"], ae_over, out, "autoencoder_train", True)
         _mark_finished(ae_dir, {**prof["diffusion"], **prof["autoencoder"]})
         timings["autoencoder_train_s"] = time.time() - t0
     # MONAI's CheckpointSaver also writes model.pt when training fails: only a marker says a stage finished
     if not args.diffusion_ckpt and not _finished(diff_dir / "models"):
         t0 = time.time()
-        over = {**diff_over, "output_dir": f"${str(diff_dir)!r}"}
+        over = {**diff_over, "output_dir": f"${str(diff_dir)!r}", "resume": True}
         _run(DIFF, ["train.json", *latent], over, out, "diffusion_train", True)
         _mark_finished(diff_dir / "models", prof["diffusion"])
         timings["diffusion_train_s"] = time.time() - t0
