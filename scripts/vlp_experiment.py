@@ -76,7 +76,8 @@ PROFILES = {
         "judge": {"epochs": 1, "image_size": 32},
     },
     # issue 20's CPU design (benchmarks/generator_design.py): latent diffusion on MONAI's AutoencoderKL at 64 px,
-    # sized for ~2.5 h of generator training on 2 cores (autoencoder ~3,000 steps, UNet ~10,000 steps on 16x16x3)
+    # sized for ~2.5 h of generator training on 2 cores, from the first run's own epoch times (autoencoder 190 epochs
+    # of 16 steps at ~8.6 s: 27 min; UNet 450 epochs of 17 steps at ~16.3 s, EMA and trainer included: ~2.0 h)
     "latent": {
         "autoencoder": {"max_epochs": 190, "lr": 0.0002, "save_interval": 10},
         "diffusion": {
@@ -89,7 +90,7 @@ PROFILES = {
             "norm_num_groups": 32,
             "num_head_channels": 32,
             "batch_size": 32,
-            "max_epochs": 650,
+            "max_epochs": 450,
             "lr": 0.0002,
             "ema_decay": 0.999,
             "save_interval": 25,
