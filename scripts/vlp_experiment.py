@@ -77,7 +77,7 @@ PROFILES = {
     },
     # issue 20's CPU design (benchmarks/generator_design.py): latent diffusion on MONAI's AutoencoderKL at 64 px,
     # sized for ~2.5 h of generator training on 2 cores, from the first run's own epoch times (autoencoder 190 epochs
-    # of 16 steps at ~8.6 s: 27 min; UNet 450 epochs of 17 steps at ~16.3 s, EMA and trainer included: ~2.0 h)
+    # of 16 steps at ~8.6 s: 27 min; UNet 450 epochs of 16 steps at ~16.3 s, EMA and trainer included: ~2.0 h)
     "latent": {
         "autoencoder": {"max_epochs": 190, "lr": 0.0002, "save_interval": 10},
         "diffusion": {
