@@ -90,6 +90,21 @@ def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
     settings = {"image_size": 32, "ae_channels": [32, 32], "latent_channels": 3, "ae_num_res_blocks": 1}
     assert record["settings"] == settings
     assert not (models / "model.pt").exists()  # the diffusion model's file is left alone
+    # the latent training's dataset caches the encoded latents: every transform of its chain is deterministic (a
+    # nested Compose counts as random for MONAI's CacheDataset and would leave the encoder running at every step)
+    from monai.bundle import ConfigParser
+    from monai.transforms import RandomizableTrait, Transform
+
+    parser = ConfigParser()
+    parser.read_config([str(T2I / "configs" / c) for c in ("train.json", "train_latent.json")])
+    parser.update({"bundle_root": str(T2I), "data_root": str(DATA), "cache_dir": str(tmp_path / "cache")})
+    parser.update({"ckpt_dir": str(models), "max_items": 6, "image_size": 32, "ae_channels": [32, 32]})
+    dataset = parser.get_parsed_content("train#dataset")
+    chain = dataset.transform
+    assert chain.get_index_of_first(lambda t: isinstance(t, RandomizableTrait) or not isinstance(t, Transform)) is None
+    assert type(chain.transforms[-1]).__name__ == "EncodeLatentd"
+    cached = dataset._cache[0]["image"]
+    assert type(cached) is torch.Tensor and tuple(cached.shape) == (3, 16, 16)  # the latent, not a MetaTensor
     latent = ["run", "--config_file", "['configs/train.json','configs/train_latent.json']", *common, *unet]
     bundle(*latent, "--max_epochs", "2", cwd=T2I)
     unet_weights = torch.load(models / "model.pt", weights_only=True)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from monai.utils import convert_to_tensor
 from torch import nn
 
 from ..utils import read_state_dict
@@ -165,8 +166,9 @@ def read_latent_record(autoencoder_dir: str | os.PathLike, settings: Mapping[str
 class EncodeLatentd(MapTransform):
     """
     Replace the C x H x W image under each key by its scaled latent (the ``AutoencoderKL`` posterior mean times
-    ``scale_factor``), C' x h x w, on the CPU. Deterministic: put it last in a cached chain, so the encoder runs once
-    per image.
+    ``scale_factor``), C' x h x w, as a plain tensor. Deterministic: put it last in a cached chain, so the encoder
+    runs once per image. The chain must be flat (``Compose.flatten()``): MONAI's ``CacheDataset`` and
+    ``PersistentDataset`` cache up to the first random transform, and a nested ``Compose`` counts as random.
 
     Args:
         keys: image keys.
@@ -194,7 +196,8 @@ class EncodeLatentd(MapTransform):
             if img.ndim != 3:
                 raise ValueError(f"EncodeLatentd: {key!r} must be one C x H x W image, got shape {tuple(img.shape)}.")
             z = _encode_mean(self.autoencoder, img[None].to(self.device))[0].cpu()
-            d[key] = z * self.scale_factor
+            # a plain tensor: a MetaTensor latent would route every UNet operation through __torch_function__
+            d[key] = convert_to_tensor(z * self.scale_factor, track_meta=False)
         return d
 
 
