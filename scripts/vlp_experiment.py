@@ -77,7 +77,8 @@ PROFILES = {
     },
     # issue 20's CPU design (benchmarks/generator_design.py): latent diffusion on MONAI's AutoencoderKL at 64 px,
     # sized for ~2.5 h of generator training on 2 cores, from the first run's own epoch times (autoencoder 190 epochs
-    # of 16 steps at ~8.6 s: 27 min; UNet 450 epochs of 16 steps at ~16.3 s, EMA and trainer included: ~2.0 h)
+    # of 16 steps at ~8.6 s: 27 min; UNet 650 epochs of 16 steps at ~10.5 s with the latents cached, EMA and trainer
+    # included: ~1.9 h)
     "latent": {
         "autoencoder": {"max_epochs": 190, "lr": 0.0002, "save_interval": 10},
         "diffusion": {
@@ -90,7 +91,7 @@ PROFILES = {
             "norm_num_groups": 32,
             "num_head_channels": 32,
             "batch_size": 32,
-            "max_epochs": 450,
+            "max_epochs": 650,
             "lr": 0.0002,
             "ema_decay": 0.999,
             "save_interval": 25,
