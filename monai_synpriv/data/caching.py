@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.data.utils import json_hashing, pickle_hashing
+from monai.transforms import Compose
 
 __all__ = ["cached_dataset"]
 
@@ -40,8 +41,12 @@ def cached_dataset(
     - otherwise: :class:`~monai.data.CacheDataset` (in memory; ``cache_rate`` 0 loads lazily, which is faster when a
       short run sees only part of a large set).
 
-    Transforms after the first random one run at every access in both cases.
+    Transforms after the first random one run at every access in both cases. A ``Compose`` is flattened first
+    (``Compose.flatten()``): the bundles chain ``Compose([@load, @views])``, and MONAI counts a nested ``Compose`` as
+    random, which would cache nothing and load and preprocess every image at every access.
     """
+    if isinstance(transform, Compose):
+        transform = transform.flatten()
     if cache_dir is not None:
         return PersistentDataset(data=data, transform=transform, cache_dir=cache_dir, hash_transform=_transform_hashing)
     return CacheDataset(
