@@ -82,9 +82,14 @@ def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
     common += ["--batch_size", "3", "--image_size", "32", "--ae_channels", "[32,32]", "--lr", "0.001"]
     unet = ["--channels", "[16,32]", "--attention_levels", "[False,True]", "--num_res_blocks", "1"]
     unet += ["--norm_num_groups", "8", "--num_head_channels", "16"]
+    # ema_decay as a shared command line gives it (the experiment passes the UNet's settings to both stages): the
+    # autoencoder has no EMA, and its saved weights are the trained network's
     bundle("run", "--config_file", "['configs/train.json','configs/train_autoencoder.json']", *common,
-           "--max_epochs", "2", cwd=T2I)  # fmt: skip
+           "--max_epochs", "2", "--ema_decay", "0.9", "--save_interval", "1", cwd=T2I)  # fmt: skip
     ae_dir = models / "autoencoder"
+    last = torch.load(ae_dir / "checkpoint_epoch=2.pt", weights_only=True)
+    saved = torch.load(ae_dir / "autoencoder.pt", weights_only=True)
+    assert "ema" not in last and all(torch.equal(saved[k], last["network"][k]) for k in last["network"])
     record = json.loads((ae_dir / "autoencoder.json").read_text())
     assert (ae_dir / "autoencoder.pt").is_file() and record["latent_shape"] == [3, 16, 16] and record["n_images"] == 6
     settings = {"image_size": 32, "ae_channels": [32, 32], "latent_channels": 3, "ae_num_res_blocks": 1}
