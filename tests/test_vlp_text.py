@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import csv
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
 from conftest import DATA, minilm_package, require
 
 from monai_synpriv.data.medpix import MEDPIX_LABELS, prepare_medpix_datalist
-from monai_synpriv.data.text import TextTokenizer, read_iu_xray_reports, text_corpus
+from monai_synpriv.data.text import SPECIAL_TOKENS, TextTokenizer, read_iu_xray_reports, text_corpus
 from monai_synpriv.transforms.text import TokenizeTextd
 
 MEDPIX = DATA / "medpix2_subset"
@@ -124,6 +126,41 @@ def test_fitted_tokenizer_round_trip(fitted, medpix, tmp_path):
     with pytest.raises(FileNotFoundError, match="no_tokenizer_here"):
         TextTokenizer.from_file(tmp_path / "no_tokenizer_here")
     assert path.endswith("tokenizer.json")
+
+
+def test_fit_gives_the_same_tokenizer_in_every_process(tmp_path):
+    """HF ``tokenizers`` numbers the fitted WordPiece in the hash-map order of the process (huggingface/tokenizers#1794):
+    two processes fitting the same corpus gave different ids for the same tokens (4 of 4 fits differed), so a scratch
+    text encoder trained differently from run to run. The fit renumbers the token set canonically; the saved files of
+    three processes (separate Rust hash seeds) must be identical, and tokenize like an un-renumbered fit."""
+    script = tmp_path / "fit.py"
+    script.write_text(
+        "import sys\n"
+        "from monai_synpriv.data.text import TextTokenizer, read_iu_xray_reports\n"
+        f"TextTokenizer.fit(read_iu_xray_reports({str(require(IU_REPORTS))!r}), vocab_size=1000).save(sys.argv[1])\n"
+    )
+    files = [tmp_path / f"tokenizer_{i}.json" for i in range(3)]
+    for f in files:
+        subprocess.run([sys.executable, str(script), str(f)], check=True, cwd=tmp_path)
+    texts = [f.read_text() for f in files]
+    assert texts[0] == texts[1] == texts[2]
+    tok = TextTokenizer.from_file(files[0])
+    assert tok.vocab_size == 1000
+    vocab = tok.tokenizer.get_vocab()
+    assert [vocab[t] for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert sorted(vocab, key=vocab.get)[5:] == sorted(t for t in vocab if vocab[t] >= 5)
+    # the renumbering changes ids only, never the tokens a text splits into
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    raw.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=None)
+    raw.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    raw.train_from_iterator(
+        read_iu_xray_reports(IU_REPORTS),
+        trainers.WordPieceTrainer(vocab_size=1000, min_frequency=2, special_tokens=list(SPECIAL_TOKENS)),
+    )
+    report = read_iu_xray_reports(IU_REPORTS)[7] + " pneumothoraces xyzzy"
+    assert tok.tokenizer.encode(report).tokens[1:-1] == raw.encode(report).tokens
 
 
 def test_minilm_tokenizer_and_truncation(minilm):

@@ -29,6 +29,19 @@ def _describe(i: int, names: Sequence[str] | None) -> str:
     return f"text {names[i]}" if names is not None else f"text at index {i}"
 
 
+def _canonical_wordpiece(vocab: dict[str, int]) -> models.WordPiece:
+    """A WordPiece model over the token set of ``vocab`` with process-independent ids: :data:`SPECIAL_TOKENS` first
+    (in that order), then the other tokens sorted. Greedy longest-match tokenization depends only on the set, so the
+    tokens of every text are unchanged; only their ids become reproducible."""
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise ValueError(f"the fitted vocabulary lacks the special tokens {missing}.")
+    ordered = list(SPECIAL_TOKENS) + sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+    return models.WordPiece(
+        vocab={t: i for i, t in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##"
+    )
+
+
 class TextTokenizer:
     """
     A thin wrapper over a :class:`tokenizers.Tokenizer` that returns batches of padded ``torch.long`` tensors.
@@ -92,9 +105,12 @@ class TextTokenizer:
             ValueError: when the corpus holds a non-string or no non-empty text.
 
         Note:
-            HF ``tokenizers`` WordPiece training is not deterministic (huggingface/tokenizers#1794: ids of ``##``
-            sub-word tokens follow hash-map order and break ties between merges), so two fits on the same corpus
-            may differ. Fit once, :meth:`save` the ``tokenizer.json`` beside the model and always reload that file.
+            HF ``tokenizers`` WordPiece training is not deterministic (huggingface/tokenizers#1794): the learned
+            token *set* is stable, but its ids follow the hash-map order of the process. The ids are therefore
+            renumbered here: the special tokens first (ids 0-4), then every other token in sorted order, so the
+            same corpus gives the same ``tokenizer.json`` in every process. Tie-breaking between equally frequent
+            merges could still change the set on another corpus; fit once, :meth:`save` the ``tokenizer.json``
+            beside the model and always reload that file.
         """
         texts = []
         for i, t in enumerate(corpus):
@@ -115,6 +131,7 @@ class TextTokenizer:
             vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=list(SPECIAL_TOKENS), show_progress=False
         )
         tok.train_from_iterator(texts, trainer=trainer)
+        tok.model = _canonical_wordpiece(tok.get_vocab())
         cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
         tok.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
