@@ -62,7 +62,7 @@ setup(
         "safetensors>=0.4",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "pytest-xdist>=3"],
         "itk": ["itk>=5.3"],
         # MONAI Label app (monai_synpriv.label): its own environment, scripts/setup_label_env.sh installs it
         # (torch + a matching torchvision first); monailabel 0.8.5 breaks with pydicom 3 and needs numpy<2.
