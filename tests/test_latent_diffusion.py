@@ -59,6 +59,11 @@ def test_latent_record_encoding_and_decoding(tmp_path):
     torch.testing.assert_close(z[0], mu * record["scale_factor"])
     torch.testing.assert_close(LatentDecoder(ae, record["scale_factor"])(z[:1]), direct, rtol=1e-4, atol=1e-5)
     assert read_latent_record(tmp_path, {"latent_channels": 2})["scale_factor"] == record["scale_factor"]
+    # the scaled latents' range (what the sampler clips to) and per-channel moments, from the same encodings
+    assert record["latent_min"] == pytest.approx(float(z.min()), abs=1e-5)
+    assert record["latent_max"] == pytest.approx(float(z.max()), abs=1e-5)
+    torch.testing.assert_close(torch.tensor(record["latent_channel_mean"]), z.mean(dim=(0, 2, 3)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.tensor(record["latent_channel_std"]), z.std(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match=r"other settings \{'latent_channels': \(2, 4\)\}"):
         read_latent_record(tmp_path, {"latent_channels": 4})
     with pytest.raises(ValueError, match="one C x H x W image"):
@@ -68,6 +73,36 @@ def test_latent_record_encoding_and_decoding(tmp_path):
         read_latent_record(tmp_path)
     with pytest.raises(FileNotFoundError, match="train_autoencoder.json"):
         read_latent_record(tmp_path / "elsewhere")
+
+
+def test_ddim_clipped_to_the_latent_range_reaches_a_latent_above_one():
+    """Why the latent sampler clips to the record's range and not to MONAI's default [-1, 1]. With an oracle denoiser
+    (it returns the exact noise for a known target ``x0``), DDIM lands on ``x0`` when the clip range holds it; with
+    [-1, 1] a channel lying wholly above 1 (as the third channel of the first 64 px run: mean 1.79, std 0.41) is
+    pinned at 1, and the sample is not the target. ``sampler_clip`` reads what a scheduler clips to."""
+    from monai.networks.schedulers import DDIMScheduler
+
+    from monai_synpriv.vlp.generation import sampler_clip
+
+    torch.manual_seed(0)
+    x0 = torch.cat([torch.randn(1, 2, 4, 4) * 0.9, 1.8 + 0.4 * torch.randn(1, 1, 4, 4)], dim=1)
+
+    def sample(**clip) -> torch.Tensor:
+        sched = DDIMScheduler(1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195, **clip)
+        sched.set_timesteps(20)
+        x = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
+        for t in sched.timesteps:
+            a = sched.alphas_cumprod[t]
+            x, _ = sched.step((x - a.sqrt() * x0) / (1 - a).sqrt(), int(t), x)
+        return x
+
+    lo, hi = float(x0.min()), float(x0.max())
+    torch.testing.assert_close(sample(clip_sample=True, clip_sample_min=lo, clip_sample_max=hi), x0, atol=1e-3, rtol=0)
+    torch.testing.assert_close(sample(clip_sample=False), x0, atol=1e-3, rtol=0)
+    pinned = sample(clip_sample=True)
+    assert float(pinned[:, 2].max()) <= 1.0 + 1e-4 and float((pinned - x0).abs().max()) > 0.5
+    assert sampler_clip(DDIMScheduler(10)) == [-1.0, 1.0] and sampler_clip(DDIMScheduler(10, clip_sample=False)) is None
+    assert sampler_clip(DDIMScheduler(10, clip_sample_min=lo, clip_sample_max=hi)) == [lo, hi]
 
 
 def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
@@ -119,6 +154,7 @@ def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
     syn = tmp_path / "eval" / "synthetic"
     gen = json.loads((syn / "synthetic_datalist.json").read_text())["generation"]
     assert gen["image_size"] == [32, 32] and gen["latent_shape"] == [3, 16, 16]
+    assert gen["sample_clip"] == [record["latent_min"], record["latent_max"]]  # the record's range, not [-1, 1]
     assert gen["autoencoder_sha256"] == record["autoencoder_sha256"]
     from PIL import Image
 
@@ -133,6 +169,15 @@ def test_bundle_latent_diffusion_three_steps_on_real_images(tmp_path):
     inferred = tmp_path / "infer" / "synthetic"
     assert json.loads((inferred / "synthetic_datalist.json").read_text())["generation"] == gen
     assert [p.read_bytes() for p in sorted((inferred / "images").glob("*.png"))] == [p.read_bytes() for p in pngs]
+    # a record written before the range existed: the sampler does not clip (as LDM samples latents) and says so
+    old_record = {k: v for k, v in record.items() if k not in ("latent_min", "latent_max")}
+    (ae_dir / "autoencoder.json").write_text(json.dumps(old_record))
+    parser = ConfigParser()
+    parser.read_config([str(T2I / "configs" / c) for c in ("train.json", "train_latent.json", "generate.json")])
+    parser.update({"bundle_root": str(T2I), "data_root": str(DATA), "cache_dir": str(tmp_path / "cache")})
+    parser.update({"ckpt_dir": str(models), "max_items": 6, "image_size": 32, "ae_channels": [32, 32]})
+    assert parser.get_parsed_content("sampling_scheduler").clip_sample is False
+    (ae_dir / "autoencoder.json").write_text(json.dumps(record))
     refused = bundle(*latent, "--latent_channels", "4", "--max_epochs", "3", cwd=T2I, check=False)
     assert refused.returncode != 0 and "other settings" in refused.stderr + refused.stdout
     assert not (models / "checkpoint_epoch=3.pt").exists()

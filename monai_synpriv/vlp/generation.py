@@ -38,6 +38,7 @@ __all__ = [
     "SyntheticPairWriter",
     "generate_synthetic_pairs",
     "decoder_settings",
+    "sampler_clip",
     "sample_images",
 ]
 
@@ -364,6 +365,8 @@ class SyntheticPairWriter:
         pred_key: key of the engine's output holding the images.
         extra_settings: more settings to record and to compare on resume (a latent decoder's autoencoder hash).
         prediction_type: the sampler's ``prediction_type``; recorded (and compared on resume) unless ``epsilon``.
+        sample_clip: the range the sampler clips its ``x0`` prediction to, or None when it does not clip
+            (:func:`sampler_clip`); recorded (and compared on resume) unless MONAI's default [-1, 1].
 
     Raises:
         ValueError: an item has no caption (names it).
@@ -392,6 +395,7 @@ class SyntheticPairWriter:
         pred_key: str = "pred",
         extra_settings: Mapping[str, Any] | None = None,
         prediction_type: str = "epsilon",
+        sample_clip: Sequence[float] | None = (-1.0, 1.0),
     ) -> None:
         items = list(items)[:max_items] if max_items else list(items)
         for i, it in enumerate(items):
@@ -411,6 +415,9 @@ class SyntheticPairWriter:
         self.extra_settings = dict(extra_settings or {})
         if prediction_type != "epsilon":  # recorded when not MONAI's default, so older datalists still resume
             self.extra_settings["prediction_type"] = prediction_type
+        clip = "off" if sample_clip is None else [float(v) for v in sample_clip]
+        if clip != [-1.0, 1.0]:  # likewise: [-1, 1] is MONAI's default, which every older datalist was sampled with
+            self.extra_settings["sample_clip"] = clip
         self.settings: dict[str, Any] | None = None
         self.done: dict[int, dict] | None = None
         self.data: dict | None = None
@@ -521,6 +528,14 @@ class SyntheticPairWriter:
         engine.add_event_handler(Events.COMPLETED, lambda _: self.finish())
 
 
+def sampler_clip(scheduler: Any) -> list[float] | None:
+    """The range a MONAI scheduler clips its ``x0`` prediction to (``clip_sample_values``), or None when it does not
+    clip (``clip_sample`` false); [-1, 1] for a scheduler without these attributes (MONAI's default)."""
+    if not getattr(scheduler, "clip_sample", True):
+        return None
+    return [float(v) for v in getattr(scheduler, "clip_sample_values", (-1.0, 1.0))]
+
+
 def decoder_settings(decoder: Callable | None, latent_shape: Sequence[int]) -> dict[str, Any] | None:
     """What a latent decoder adds to the recorded settings: its own (the autoencoder's hash), the sampled latent
     shape, and the decoded image size in place of the latent's."""
@@ -611,6 +626,7 @@ def generate_synthetic_pairs(
         grid_rows=grid_rows,
         extra_settings=decoder_settings(decoder, image_shape),
         prediction_type=getattr(scheduler, "prediction_type", "epsilon"),
+        sample_clip=sampler_clip(scheduler),
     )
     pending = writer.start()
     batches = [pending[s : s + batch_size] for s in range(0, len(pending), batch_size)]

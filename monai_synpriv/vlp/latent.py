@@ -9,7 +9,10 @@ On this CPU a diffusion step on 16 x 16 x 3 latents costs a twentieth of one on 
 2. ``configs/train_latent.json`` (after ``train.json``) trains the UNet on the scaled latents of the same images,
    encoded once and cached (:class:`EncodeLatentd`, the posterior mean); :func:`read_latent_record` refuses a record
    of other settings or of replaced weights before any work.
-3. Generation (``generate.json`` after both) samples latents and decodes them (:class:`LatentDecoder`).
+3. Generation (``generate.json`` after both) samples latents and decodes them (:class:`LatentDecoder`). The DDIM
+   sampler clips its ``x0`` prediction to the record's ``latent_min``/``latent_max`` (the range of the scaled
+   training latents), not to MONAI's default [-1, 1]: the scaled latents are not centred (channel means 0.45, 0.77
+   and 1.79 in the first 64 px run) and [-1, 1] erased a whole channel. A record without the range samples unclipped.
 """
 
 from __future__ import annotations
@@ -80,15 +83,25 @@ def _encode_mean(autoencoder: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def latent_scale_factor(
+def latent_statistics(
     autoencoder: nn.Module,
     dataset: Sequence[Mapping[str, Any]],
     device: str | torch.device = "cpu",
     key: str = "image",
     batch_size: int = 32,
-) -> tuple[float, list[int]]:
-    """``1 / std`` of the latent means of every item of ``dataset`` (items with a C x H x W tensor under ``key``),
-    and the latent shape (C x h x w)."""
+) -> dict[str, Any]:
+    """The latents of every item of ``dataset`` (items with a C x H x W tensor under ``key``), measured once:
+
+    - ``scale_factor``: ``1 / std`` of the latent means (one number, as in LDM);
+    - ``latent_shape``: C' x h x w;
+    - ``latent_min``, ``latent_max``: the range of the *scaled* latents, which a sampler can clip its ``x0`` prediction
+      to (MONAI's schedulers clip to [-1, 1] by default, which suits images, not latents: the scaled latents are not
+      centred, and a channel may lie entirely above 1);
+    - ``latent_channel_mean``, ``latent_channel_std``: per channel, scaled (recorded for the reader).
+
+    Raises:
+        ValueError: an empty dataset or a collapsed encoder (zero spread).
+    """
     autoencoder = autoencoder.to(device).eval()
     latents = []
     for start in range(0, len(dataset), batch_size):
@@ -101,7 +114,29 @@ def latent_scale_factor(
     std = float(z.std())
     if not std > 0:
         raise ValueError(f"the autoencoder's latents have standard deviation {std}: a collapsed or untrained encoder.")
-    return 1.0 / std, list(z.shape[1:])
+    scaled = z / std
+    dims = [0, *range(2, scaled.ndim)]
+    return {
+        "scale_factor": 1.0 / std,
+        "latent_shape": list(z.shape[1:]),
+        "latent_min": float(scaled.min()),
+        "latent_max": float(scaled.max()),
+        "latent_channel_mean": [float(v) for v in scaled.mean(dim=dims)],
+        "latent_channel_std": [float(v) for v in scaled.std(dim=dims)],
+    }
+
+
+def latent_scale_factor(
+    autoencoder: nn.Module,
+    dataset: Sequence[Mapping[str, Any]],
+    device: str | torch.device = "cpu",
+    key: str = "image",
+    batch_size: int = 32,
+) -> tuple[float, list[int]]:
+    """``1 / std`` of the latent means of every item of ``dataset`` (items with a C x H x W tensor under ``key``),
+    and the latent shape (C x h x w); :func:`latent_statistics` has the rest."""
+    stats = latent_statistics(autoencoder, dataset, device, key, batch_size)
+    return stats["scale_factor"], stats["latent_shape"]
 
 
 def write_latent_record(
@@ -112,15 +147,17 @@ def write_latent_record(
     settings: Mapping[str, Any] | None = None,
     key: str = "image",
 ) -> dict[str, Any]:
-    """Measure the scale factor on ``dataset`` (the training images) and write ``<autoencoder_dir>/autoencoder.json``
-    (atomically) with it, the latent shape, ``settings`` and the SHA-256 of the saved weights. Returns the record."""
+    """Measure the latents of ``dataset`` (the training images: :func:`latent_statistics`, the scale factor and the
+    scaled latents' range among them) and write ``<autoencoder_dir>/autoencoder.json`` (atomically) with them, the
+    number of images, ``settings`` and the SHA-256 of the saved weights. Returns the record.
+
+    Calling it again on the same weights and images rewrites the same record (the encoder's posterior mean is
+    deterministic); that is how a record written before ``latent_min``/``latent_max`` existed gets them."""
     weights = Path(autoencoder_dir) / AUTOENCODER_WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: the autoencoder training did not save its final weights.")
-    scale, shape = latent_scale_factor(autoencoder, dataset, device, key)
     record = {
-        "scale_factor": scale,
-        "latent_shape": shape,
+        **latent_statistics(autoencoder, dataset, device, key),
         "n_images": len(dataset),
         "autoencoder_sha256": sha256_file(weights),
         "settings": dict(settings or {}),
