@@ -66,6 +66,8 @@ def test_latent_record_encoding_and_decoding(tmp_path):
     torch.testing.assert_close(torch.tensor(record["latent_channel_std"]), z.std(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match=r"other settings \{'latent_channels': \(2, 4\)\}"):
         read_latent_record(tmp_path, {"latent_channels": 4})
+    with pytest.raises(ValueError, match="latent_statistics: the dataset is empty"):
+        write_latent_record(ae, [], tmp_path)
     with pytest.raises(ValueError, match="one C x H x W image"):
         enc({"image": torch.rand(1, 1, 16, 16)})
     torch.save(_tiny_ae().state_dict() | {"decoder.conv_in.conv.bias": torch.ones(8)}, tmp_path / "autoencoder.pt")
